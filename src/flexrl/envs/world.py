@@ -1,0 +1,83 @@
+"""The structured, named world state that encoders, skills and task checkers read.
+
+Nothing downstream of the env indexes raw observation arrays: they read a `WorldState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COMPASS: dict[str, tuple[float, float]] = {
+    "north": (0.0, 1.0),
+    "north_east": (np.sqrt(0.5), np.sqrt(0.5)),
+    "east": (1.0, 0.0),
+    "south_east": (np.sqrt(0.5), -np.sqrt(0.5)),
+    "south": (0.0, -1.0),
+    "south_west": (-np.sqrt(0.5), -np.sqrt(0.5)),
+    "west": (-1.0, 0.0),
+    "north_west": (-np.sqrt(0.5), np.sqrt(0.5)),
+}
+"""Compass directions in the arena frame: +y is north, +x is east."""
+
+
+@dataclass(frozen=True)
+class BodyState:
+    """Planar position and velocity of one object, in metres and metres per second."""
+
+    pos: np.ndarray
+    vel: np.ndarray
+
+    @property
+    def speed(self) -> float:
+        """Magnitude of the planar velocity."""
+        return float(np.linalg.norm(self.vel))
+
+
+@dataclass(frozen=True)
+class WorldState:
+    """A snapshot of the arena.
+
+    Attributes:
+        agent: the agent body.
+        ball: the ball.
+        pads: coloured goal pads by name (e.g. ``"red_pad"``), positions only: pads never move.
+        half_size: half the side of the square floor; walls stand at +-half_size.
+        step: control steps since reset.
+        touching_ball: whether agent and ball are in contact this step.
+        touch_distance: centre distance at which agent and ball touch.
+    """
+
+    agent: BodyState
+    ball: BodyState
+    pads: dict[str, np.ndarray]
+    half_size: float
+    step: int = 0
+    touching_ball: bool = False
+    touch_distance: float = 0.24
+
+    @property
+    def object_names(self) -> list[str]:
+        """Every object a skill may refer to by name."""
+        return ["ball", *self.pads]
+
+    def position_of(self, name: str) -> np.ndarray:
+        """Position of a named object (``"ball"``, ``"agent"`` or a pad name)."""
+        if name == "ball":
+            return self.ball.pos
+        if name == "agent":
+            return self.agent.pos
+        if name in self.pads:
+            return self.pads[name]
+        allowed = ", ".join(["agent", *self.object_names])
+        raise ValueError(f"unknown object {name!r}; known objects: {allowed}")
+
+    def velocity_of(self, name: str) -> np.ndarray:
+        """Velocity of a named object; pads are static."""
+        if name == "ball":
+            return self.ball.vel
+        if name == "agent":
+            return self.agent.vel
+        self.position_of(name)  # validates the name
+        return np.zeros(2)

@@ -1,0 +1,69 @@
+"""Success rates of skills, measured the way the agent runs them.
+
+Episodes run in lockstep so each control step is one batched policy call. An episode starts a skill
+call from :mod:`flexrl.skills.cases` and ends when the skill reports success or timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flexrl.envs.arena_env import ArenaEnv
+from flexrl.skills.cases import sample_case
+from flexrl.skills.library import SKILLS, ActiveSkill, Status, start_skill
+from flexrl.skills.policies import PolicySet
+
+
+@dataclass(frozen=True)
+class SkillEvalResult:
+    """Outcome of evaluating one skill."""
+
+    skill: str
+    episodes: int
+    successes: int
+    mean_steps: float
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of successful episodes."""
+        return self.successes / self.episodes
+
+
+def _start_episode(env: ArenaEnv, skill: str, seed: int) -> ActiveSkill:
+    env.reset(seed=seed)
+    first = env.world_state()
+    call, options = sample_case(skill, env.np_random, first)
+    env.reset(options={"agent": first.agent.pos, "ball": first.ball.pos, **first.pads, **options})
+    return start_skill(call, env.world_state())
+
+
+def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: int = 10_000) -> SkillEvalResult:
+    """Run ``episodes`` seeded episodes of ``skill`` (seeds ``seed .. seed+episodes-1``)."""
+    if skill not in SKILLS:
+        raise ValueError(f"unknown skill {skill!r}; allowed: {', '.join(SKILLS)}")
+    envs = [ArenaEnv() for _ in range(episodes)]
+    active = [_start_episode(env, skill, seed + i) for i, env in enumerate(envs)]
+    family = SKILLS[skill].policy
+    status = [Status.RUNNING] * episodes
+    steps = [0] * episodes
+    while True:
+        live = [i for i, s in enumerate(status) if s is Status.RUNNING]
+        if not live:
+            break
+        obs = np.stack([active[i].policy_input(envs[i].world_state()) for i in live])
+        actions = policies.act(family, obs)
+        for i, a in zip(live, actions):
+            envs[i].step(a)
+            status[i] = active[i].update(envs[i].world_state())
+            steps[i] += 1
+    for env in envs:
+        env.close()
+    successes = sum(s is Status.SUCCESS for s in status)
+    return SkillEvalResult(skill, episodes, successes, float(np.mean(steps)))
+
+
+def evaluate_family(policies: PolicySet, family: str, episodes: int, seed: int = 10_000) -> dict[str, SkillEvalResult]:
+    """Evaluate every skill served by ``family``."""
+    return {name: evaluate_skill(policies, name, episodes, seed) for name, spec in SKILLS.items() if spec.policy == family}

@@ -1,0 +1,272 @@
+"""Skill specifications: name, description, arguments, policy family, goal builder and ending.
+
+A skill call such as ``go_to(red_pad)`` starts an :class:`ActiveSkill` that turns each world state into
+the input of its policy family and says when the skill has ended (success or timeout). Success criteria
+are stated here, once, and quoted in docs/skills.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from flexrl.envs.world import COMPASS, WorldState
+from flexrl.skills.goals import avoid_obs, reach_obs
+
+REACH_RADIUS = 0.2
+"""go_to/move succeed when the agent centre is this close to the goal point (pads are 0.25 m wide)."""
+TOUCH_MARGIN = 0.08
+"""go_to(ball) succeeds when the bodies are within this gap of touching."""
+FOLLOW_RADIUS = 0.5
+SAFE_DISTANCE = 0.8
+"""avoid succeeds when the agent stays at least this far from the object over the skill's final steps."""
+MOVE_DISTANCE = 1.0
+WALL_MARGIN = 0.25
+
+
+class Status(str, Enum):
+    """Where a running skill stands."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class SkillCall:
+    """A skill name with its arguments, e.g. ``SkillCall("go_to", ("red_pad",))``."""
+
+    name: str
+    args: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(self.args)})"
+
+    @classmethod
+    def parse(cls, text: str) -> "SkillCall":
+        """Parse ``name(arg, ...)`` or a bare ``name``; validation against the library is separate."""
+        m = re.fullmatch(r"\s*([a-z_]+)\s*(?:\((.*)\))?\s*", text)
+        if not m:
+            raise ValueError(f"skill call {text!r} is not of the form name(arg, ...)")
+        raw = (m.group(2) or "").strip()
+        if raw.startswith("("):  # a coordinate argument: go_to((1.0, -0.5))
+            return cls(m.group(1), (raw,))
+        return cls(m.group(1), tuple(a.strip() for a in raw.split(",") if a.strip()))
+
+
+def _clip_to_arena(p: np.ndarray, world: WorldState) -> np.ndarray:
+    lim = world.half_size - WALL_MARGIN
+    return np.clip(p, -lim, lim)
+
+
+def parse_target(arg: str, world: WorldState) -> str | np.ndarray:
+    """An object name known to ``world`` or a coordinate ``(x, y)`` in metres inside the arena."""
+    if arg in world.object_names:
+        return arg
+    m = re.fullmatch(r"\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)", arg)
+    if m:
+        p = np.array([float(m.group(1)), float(m.group(2))])
+        lim = world.half_size - 0.1
+        if np.all(np.isfinite(p)) and np.all(np.abs(p) <= lim):
+            return p
+        raise ValueError(f"target {arg!r} is outside the arena; x and y must be in [-{lim:g}, {lim:g}] m")
+    raise ValueError(f"unknown target {arg!r}; allowed: {', '.join(world.object_names)} or a point (x, y)")
+
+
+@dataclass
+class ActiveSkill:
+    """A running skill: the goal it tracks, its policy family and its ending rule."""
+
+    call: SkillCall
+    policy: str
+    timeout: int
+    steps: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def goal(self, world: WorldState) -> tuple[np.ndarray, np.ndarray]:
+        """Goal (or threat) position and velocity for this step."""
+        raise NotImplementedError
+
+    def policy_input(self, world: WorldState) -> np.ndarray:
+        """The observation of this skill's policy family."""
+        pos, vel = self.goal(world)
+        return reach_obs(world, pos, vel) if self.policy == "reach" else avoid_obs(world, pos, vel)
+
+    def update(self, world: WorldState) -> Status:
+        """Record one step taken and say whether the skill has ended."""
+        self.steps += 1
+        if self._succeeded(world):
+            return Status.SUCCESS
+        if self.steps >= self.timeout:
+            return Status.SUCCESS if self._succeeded_at_timeout() else Status.TIMEOUT
+        return Status.RUNNING
+
+    def _succeeded(self, world: WorldState) -> bool:
+        return False
+
+    def _succeeded_at_timeout(self) -> bool:
+        return False
+
+
+@dataclass
+class ReachPointSkill(ActiveSkill):
+    """Reach a fixed point: ``move`` (1 m along a compass direction) and ``go_to`` a pad or point."""
+
+    point: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    def goal(self, world):
+        return self.point, np.zeros(2)
+
+    def _succeeded(self, world):
+        return float(np.linalg.norm(world.agent.pos - self.point)) <= REACH_RADIUS
+
+
+@dataclass
+class ReachObjectSkill(ActiveSkill):
+    """``go_to`` a possibly moving object: succeeds on touching it (or reaching a pad's centre)."""
+
+    target: str = "ball"
+    radius: float = REACH_RADIUS
+
+    def goal(self, world):
+        return world.position_of(self.target), world.velocity_of(self.target)
+
+    def _succeeded(self, world):
+        return float(np.linalg.norm(world.agent.pos - world.position_of(self.target))) <= self.radius
+
+
+@dataclass
+class FollowSkill(ActiveSkill):
+    """``follow`` an object for ``timeout`` steps; succeeds if within FOLLOW_RADIUS for 80% of the second half."""
+
+    target: str = "ball"
+
+    def goal(self, world):
+        return world.position_of(self.target), world.velocity_of(self.target)
+
+    def update(self, world):
+        self.history.append(float(np.linalg.norm(world.agent.pos - world.position_of(self.target))))
+        return super().update(world)
+
+    def _succeeded_at_timeout(self):
+        late = np.array(self.history[len(self.history) // 2 :])
+        return bool(late.size and np.mean(late <= FOLLOW_RADIUS) >= 0.8)
+
+
+@dataclass
+class AvoidSkill(ActiveSkill):
+    """``avoid`` an object for ``timeout`` steps; succeeds if at least SAFE_DISTANCE away over the last 25 steps."""
+
+    target: str = "ball"
+
+    def goal(self, world):
+        return world.position_of(self.target), world.velocity_of(self.target)
+
+    def update(self, world):
+        self.history.append(float(np.linalg.norm(world.agent.pos - world.position_of(self.target))))
+        return super().update(world)
+
+    def _succeeded_at_timeout(self):
+        return bool(len(self.history) >= 25 and min(self.history[-25:]) >= SAFE_DISTANCE)
+
+
+@dataclass
+class StopSkill(ActiveSkill):
+    """``stop``: hold the position where the skill started; succeeds once nearly still there."""
+
+    anchor: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    def goal(self, world):
+        return self.anchor, np.zeros(2)
+
+    def _succeeded(self, world):
+        return world.agent.speed < 0.05 and float(np.linalg.norm(world.agent.pos - self.anchor)) < 0.4
+
+
+@dataclass(frozen=True)
+class SkillSpec:
+    """What the planner sees of a skill, and how a call of it starts.
+
+    Attributes:
+        name: the call name.
+        description: one line, shown to the LLM.
+        params: argument names; each is ``direction``, ``object`` or ``target`` (object or point).
+        policy: the policy family that executes it.
+        timeout: control steps before the skill ends regardless.
+    """
+
+    name: str
+    description: str
+    params: tuple[str, ...]
+    policy: str
+    timeout: int
+
+    def allowed_args(self, world: WorldState) -> list[tuple[str, ...]]:
+        """Every argument tuple the planner may choose (coordinates are for programmatic use)."""
+        if not self.params:
+            return [()]
+        kind = self.params[0]
+        if kind == "direction":
+            return [(d,) for d in COMPASS]
+        return [(o,) for o in world.object_names]
+
+    def start(self, call: SkillCall, world: WorldState) -> ActiveSkill:
+        """Validate ``call`` against this spec and the world, and start it.
+
+        Raises:
+            ValueError: one line naming the bad argument and the allowed values.
+        """
+        if len(call.args) != len(self.params):
+            want = f"{self.name}({', '.join(self.params)})"
+            raise ValueError(f"{call} takes {len(self.params)} argument(s): {want}")
+        common = dict(call=call, policy=self.policy, timeout=self.timeout)
+        if self.name == "move":
+            (direction,) = call.args
+            if direction not in COMPASS:
+                raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(COMPASS)}")
+            point = _clip_to_arena(world.agent.pos + MOVE_DISTANCE * np.array(COMPASS[direction]), world)
+            return ReachPointSkill(**common, point=point)
+        if self.name == "go_to":
+            target = parse_target(call.args[0], world)
+            if isinstance(target, np.ndarray):
+                return ReachPointSkill(**common, point=target)
+            if target == "ball":
+                return ReachObjectSkill(**common, target=target, radius=world.touch_distance + TOUCH_MARGIN)
+            return ReachObjectSkill(**common, target=target)
+        if self.name in ("follow", "avoid"):
+            (obj,) = call.args
+            if obj not in world.object_names:
+                raise ValueError(f"unknown object {obj!r}; allowed: {', '.join(world.object_names)}")
+            cls = FollowSkill if self.name == "follow" else AvoidSkill
+            return cls(**common, target=obj)
+        if self.name == "stop":
+            return StopSkill(**common, anchor=world.agent.pos.copy())
+        raise ValueError(f"no goal builder for skill {self.name!r}")
+
+
+SKILLS: dict[str, SkillSpec] = {
+    s.name: s
+    for s in [
+        SkillSpec("move", "walk about one metre in a compass direction", ("direction",), "reach", 60),
+        SkillSpec("go_to", "walk to an object and touch it", ("target",), "reach", 100),
+        SkillSpec("follow", "stay close to a moving object", ("object",), "reach", 100),
+        SkillSpec("avoid", "run away from an object and keep away from it", ("object",), "avoid", 100),
+        SkillSpec("stop", "stand still", (), "reach", 40),
+    ]
+}
+
+
+def start_skill(call: SkillCall, world: WorldState) -> ActiveSkill:
+    """Start any library skill; unknown names get a one-line error listing the skills."""
+    spec = SKILLS.get(call.name)
+    if spec is None:
+        raise ValueError(f"unknown skill {call.name!r}; allowed: {', '.join(SKILLS)}")
+    return spec.start(call, world)
+
+
+def candidate_calls(world: WorldState) -> list[SkillCall]:
+    """Every valid skill call in ``world``: the planner chooses among exactly these."""
+    return [SkillCall(s.name, args) for s in SKILLS.values() for args in s.allowed_args(world)]

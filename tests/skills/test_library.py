@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from flexrl.envs import ArenaEnv
+from flexrl.skills.library import (
+    MOVE_DISTANCE,
+    REACH_RADIUS,
+    SAFE_DISTANCE,
+    SKILLS,
+    SkillCall,
+    Status,
+    candidate_calls,
+    start_skill,
+)
+
+
+@pytest.fixture
+def world():
+    env = ArenaEnv()
+    env.reset(seed=0, options={"agent": (0.0, 0.0), "ball": (1.0, 1.0), "red_pad": (-1.0, 0.5)})
+    return env.world_state()
+
+
+def test_parse_and_print_calls():
+    assert SkillCall.parse("go_to(red_pad)") == SkillCall("go_to", ("red_pad",))
+    assert SkillCall.parse("stop") == SkillCall("stop")
+    assert SkillCall.parse("go_to((1.0, -0.5))").args == ("(1.0, -0.5)",)
+    assert str(SkillCall("avoid", ("ball",))) == "avoid(ball)"
+    with pytest.raises(ValueError):
+        SkillCall.parse("rm -rf /")
+
+
+def test_move_goal_is_one_metre_along_the_direction(world):
+    skill = start_skill(SkillCall("move", ("north",)), world)
+    goal, vel = skill.goal(world)
+    np.testing.assert_allclose(goal, [0.0, MOVE_DISTANCE])
+    assert not vel.any()
+
+
+def test_move_goal_is_clipped_at_the_wall():
+    env = ArenaEnv()
+    env.reset(seed=0, options={"agent": (1.7, 0.0)})
+    goal, _ = start_skill(SkillCall("move", ("east",)), env.world_state()).goal(env.world_state())
+    assert goal[0] < env.half_size - 0.2
+
+
+def test_go_to_tracks_the_moving_ball(world):
+    skill = start_skill(SkillCall("go_to", ("ball",)), world)
+    goal, _ = skill.goal(world)
+    np.testing.assert_allclose(goal, world.ball.pos)
+
+
+def test_go_to_ends_on_arrival_and_times_out_otherwise(world):
+    skill = start_skill(SkillCall("go_to", ("red_pad",)), world)
+    assert skill.update(world) is Status.RUNNING
+    arrived = type(world)(
+        agent=type(world.agent)(world.pads["red_pad"] + REACH_RADIUS / 2, np.zeros(2)),
+        ball=world.ball, pads=world.pads, half_size=world.half_size,
+    )
+    assert skill.update(arrived) is Status.SUCCESS
+    skill = start_skill(SkillCall("go_to", ("red_pad",)), world)
+    statuses = [skill.update(world) for _ in range(SKILLS["go_to"].timeout)]
+    assert statuses[-1] is Status.TIMEOUT and set(statuses[:-1]) == {Status.RUNNING}
+
+
+def test_avoid_succeeds_only_when_far_at_the_end(world):
+    far = SAFE_DISTANCE + 0.5
+    for dist, expected in [(far, Status.SUCCESS), (SAFE_DISTANCE / 2, Status.TIMEOUT)]:
+        skill = start_skill(SkillCall("avoid", ("red_pad",)), world)
+        w = type(world)(
+            agent=type(world.agent)(world.pads["red_pad"] + [dist, 0.0], np.zeros(2)),
+            ball=world.ball, pads=world.pads, half_size=world.half_size,
+        )
+        statuses = [skill.update(w) for _ in range(SKILLS["avoid"].timeout)]
+        assert statuses[-1] is expected
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (SkillCall("move", ("up",)), "unknown direction 'up'; allowed: north, north_east"),
+        (SkillCall("go_to", ("purple_pad",)), "unknown target 'purple_pad'; allowed: ball, red_pad"),
+        (SkillCall("go_to", ("(9, 9)",)), "outside the arena"),
+        (SkillCall("go_to", ("(nan, 0)",)), r"unknown target '\(nan, 0\)'; allowed: .* or a point"),
+        (SkillCall("avoid", ()), r"takes 1 argument\(s\): avoid\(object\)"),
+        (SkillCall("fly", ()), "unknown skill 'fly'; allowed: move, go_to"),
+    ],
+)
+def test_bad_skill_arguments_get_one_line_errors(world, call, match):
+    with pytest.raises(ValueError, match=match) as err:
+        start_skill(call, world)
+    assert "\n" not in str(err.value)
+
+
+def test_candidate_calls_are_all_valid(world):
+    calls = candidate_calls(world)
+    assert len(calls) == len(set(calls)) >= 15
+    for call in calls:
+        start_skill(call, world)
