@@ -43,6 +43,51 @@ def _cmd_eval_skills(args: argparse.Namespace) -> int:
     return 0 if worst >= args.bar else 1
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from flexrl.agent.instructions import parse_schedule_item
+    from flexrl.agent.runner import AgentConfig
+    from flexrl.agent.session import RunConfig, ScheduledInstruction, print_decision, run_agent, stdin_stream
+    from flexrl.llm.base import LLMError
+
+    schedule = []
+    for item in args.at if args.at is not None else ["150:Avoid the ball! => avoid(ball)"]:
+        step, text = parse_schedule_item(item)
+        text, _, intent = text.partition("=>")
+        schedule.append(ScheduledInstruction(step, text.strip(), intent.strip() or None))
+    cfg = RunConfig(
+        instruction=args.instruction, intent=args.intent or None, schedule=schedule, planner=args.planner,
+        model=args.model, seed=args.seed, ball_mode=args.ball_mode, ball_speed=args.ball_speed,
+        agent=AgentConfig(max_steps=args.steps, record_video=not args.no_video), workspace=args.workspace,
+        experiment=args.experiment, stdin=args.stdin, http_port=args.http_port, threads=args.threads,
+    )
+    print(f"flexrl run: planner={cfg.planner} seed={cfg.seed} steps={cfg.agent.max_steps}")
+    try:
+        from flexrl.agent.session import build_planner
+
+        planner = build_planner(cfg)
+    except LLMError as err:
+        print(f"flexrl run: {err}", file=sys.stderr)
+        return 2
+    if hasattr(planner, "backend"):
+        b = planner.backend
+        print(f"model {b.name} loaded in {b.load_seconds:.1f} s ({'cache' if b.from_cache else 'first load, now cached'})")
+    with tqdm(total=cfg.agent.max_steps, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty()) as bar:
+        run, summary = run_agent(cfg, planner, stdin=stdin_stream(), on_decision=print_decision(tqdm.write), on_step=lambda _: bar.update())
+    print(f"decisions: {summary['decisions']} (invalid {summary['invalid_decisions']}, fallbacks {summary['fallbacks']}); "
+          f"latency p50 {summary['latency_ms_p50']:.0f} ms, p95 {summary['latency_ms_p95']:.0f} ms")
+    for r in summary["reactions"][1:]:
+        print(f"reaction to {r['text']!r}: {r['steps']} steps, {r['wall_ms']:.0f} ms")
+    for seg in summary["segments"]:
+        verdict = {True: "satisfied", False: "NOT satisfied", None: "not judged (no intent)"}[seg["satisfied"]]
+        print(f"instruction {seg['instruction']!r} from step {seg['start_step']}: {verdict}")
+    print(f"run directory: {run.path}")
+    for m in summary.get("media", []):
+        print(f"  video: {run.path / m}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from flexrl.skills.library import SKILLS
@@ -59,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
     t.set_defaults(func=_cmd_train)
 
+    r = sub.add_parser("run", help="run the LLM-driven agent for one episode (the demo)")
+    r.add_argument("--planner", choices=["llm", "oracle", "random"], default="llm")
+    r.add_argument("--instruction", default="Go to the ball")
+    r.add_argument("--intent", default="go_to(ball)", help="skill call that fulfils the instruction ('' for none)")
+    r.add_argument("--at", action="append", metavar="STEP:TEXT[=>INTENT]",
+                   help="inject an instruction at a step (repeatable); default: '150:Avoid the ball! => avoid(ball)'")
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--ball-mode", choices=["still", "drift", "chase", "random"], default="drift")
+    r.add_argument("--ball-speed", type=float, default=0.3)
+    r.add_argument("--model", default=None, help="Hugging Face directory or .gguf file (default: embedded SmolLM2-135M)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads for the LLM")
+    r.add_argument("--stdin", action="store_true", help="read live instructions from standard input")
+    r.add_argument("--http-port", type=int, default=None, help="accept POST /instruction on 127.0.0.1:PORT")
+    r.add_argument("--no-video", action="store_true")
+    r.add_argument("--workspace", default="workspace")
+    r.add_argument("--experiment", default="demo")
+    r.set_defaults(func=_cmd_run)
+
     e = sub.add_parser("eval-skills", help="measure skill success rates over seeded episodes")
     e.add_argument("--skill", choices=["all", *SKILLS], default="all")
     e.add_argument("--episodes", type=int, default=100)
@@ -73,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flexrl`` console command."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
+        print(f"flexrl {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+"""World state -> text encoders."""
+
+from flexrl.encoders.text import EncoderConfig, EventTracker, encode
+
+__all__ = ["EncoderConfig", "EventTracker", "encode"]

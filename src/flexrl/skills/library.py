@@ -43,7 +43,7 @@ class SkillCall:
     args: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.name}({', '.join(self.args)})"
+        return f"{self.name}({', '.join(self.args)})" if self.args else self.name
 
     @classmethod
     def parse(cls, text: str) -> "SkillCall":
@@ -101,13 +101,14 @@ class ActiveSkill:
         if self._succeeded(world):
             return Status.SUCCESS
         if self.steps >= self.timeout:
-            return Status.SUCCESS if self._succeeded_at_timeout() else Status.TIMEOUT
+            return Status.SUCCESS if self.holds_at_end() else Status.TIMEOUT
         return Status.RUNNING
 
     def _succeeded(self, world: WorldState) -> bool:
         return False
 
-    def _succeeded_at_timeout(self) -> bool:
+    def holds_at_end(self) -> bool:
+        """Whether a skill that runs for a duration (follow, avoid) met its criterion over its run so far."""
         return False
 
 
@@ -151,7 +152,7 @@ class FollowSkill(ActiveSkill):
         self.history.append(float(np.linalg.norm(world.agent.pos - world.position_of(self.target))))
         return super().update(world)
 
-    def _succeeded_at_timeout(self):
+    def holds_at_end(self):
         late = np.array(self.history[len(self.history) // 2 :])
         return bool(late.size and np.mean(late <= FOLLOW_RADIUS) >= 0.8)
 
@@ -169,7 +170,7 @@ class AvoidSkill(ActiveSkill):
         self.history.append(float(np.linalg.norm(world.agent.pos - world.position_of(self.target))))
         return super().update(world)
 
-    def _succeeded_at_timeout(self):
+    def holds_at_end(self):
         return bool(len(self.history) >= 25 and min(self.history[-25:]) >= SAFE_DISTANCE)
 
 

@@ -8,9 +8,6 @@ needed and a checkpoint is a single SB3 zip plus a JSON of how it was made.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from flexrl.runs.atomic import atomic_write, write_json
 from flexrl.skills.evaluate import evaluate_family
 from flexrl.skills.policies import FAMILIES, PolicySet
 
@@ -114,20 +112,6 @@ class SuccessEvalCallback(BaseCallback):
         return min(self.success.values()) < self.cfg.target_success
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write a file through a temporary sibling and rename it into place: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def train_family(family: str, cfg: PPOConfig, out_dir: str | Path, tensorboard_dir: str | Path | None = None) -> TrainResult:
     """Train ``family`` from scratch and write ``<out_dir>/<family>.zip`` and ``.json``."""
     if family not in FAMILIES:
@@ -147,9 +131,9 @@ def train_family(family: str, cfg: PPOConfig, out_dir: str | Path, tensorboard_d
     wall = time.perf_counter() - start
     out = Path(out_dir)
     ckpt = out / f"{family}.zip"
-    atomic_write_bytes(ckpt, lambda tmp: model.save(tmp + ".zip") or os.replace(tmp + ".zip", tmp))
+    atomic_write(ckpt, model.save, suffix=".zip")
     meta = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2),
             "success_at_last_eval": callback.success, "ppo": asdict(cfg)}
-    atomic_write_bytes(out / f"{family}.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    write_json(out / f"{family}.json", meta)
     env.close()
     return TrainResult(family, int(model.num_timesteps), wall, callback.success, ckpt)

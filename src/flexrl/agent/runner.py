@@ -1,0 +1,231 @@
+"""The agent loop: world -> text -> planner -> skill, re-deciding on instructions, skill ends and events.
+
+Per control step: poll the instruction channel; re-decide immediately on a new instruction, when the
+running skill ends, or on a configured world event; otherwise the running skill's policy acts. A planner
+failure never stops the run: the runner keeps the current skill (or stops) and logs the fallback.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from flexrl.agent.event_log import EventLog
+from flexrl.agent.instructions import InstructionChannel
+from flexrl.agent.video import VideoRecorder
+from flexrl.encoders.text import EncoderConfig, EventTracker, encode
+from flexrl.envs.arena_env import ArenaEnv
+from flexrl.planners.base import Decision, Instruction, PlanContext, Planner
+from flexrl.skills.library import ActiveSkill, SkillCall, Status, candidate_calls, start_skill
+from flexrl.skills.policies import PolicySet
+
+WORLD_EVENTS = ("ball_hit", "pad_reached")
+
+
+class InvalidDecisionError(RuntimeError):
+    """A planner returned a call outside the candidates; counted, logged, and replaced by the fallback."""
+
+
+@dataclass
+class AgentConfig:
+    """How an agent episode runs.
+
+    Attributes:
+        max_steps: control steps in the episode (20 per simulated second).
+        encoder: how the world is written into the prompt.
+        redecide_on: world events that trigger a re-decision besides instructions and skill ends
+            ("ball_hit", "pad_reached").
+        record_video: render and keep annotated frames.
+        min_skill_steps: a skill that succeeds sooner keeps running (holding its goal) until this many steps,
+            so a re-chosen skill that is already satisfied cannot make the planner decide every step.
+    """
+
+    max_steps: int = 400
+    min_skill_steps: int = 20
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    redecide_on: tuple[str, ...] = ()
+    record_video: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [e for e in self.redecide_on if e not in WORLD_EVENTS]
+        if bad:
+            raise ValueError(f"redecide_on={bad}; allowed: {', '.join(WORLD_EVENTS)}")
+        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
+            raise ValueError(f"max_steps={self.max_steps!r}; allowed: a positive integer")
+
+
+@dataclass
+class Segment:
+    """The stretch of an episode under one instruction, judged by the instruction's intent."""
+
+    instruction: Instruction
+    start_step: int
+    judge: ActiveSkill | None = None
+    reached: bool = False
+
+    def satisfied(self) -> bool | None:
+        """Whether the intent's success criterion was met (None without an intent)."""
+        if self.judge is None:
+            return None
+        return self.reached or self.judge.holds_at_end()
+
+
+class AgentRunner:
+    """Runs one episode of planner + skills in the arena.
+
+    Args:
+        env: the arena (with ``render_mode="rgb_array"`` for video).
+        planner: any :class:`~flexrl.planners.base.Planner`.
+        policies: the skill policy families.
+        channel: where instructions come from.
+        config: episode settings.
+        log: the events log.
+        on_decision: hook called after every decision (live display).
+        on_step: hook called after every control step.
+    """
+
+    def __init__(
+        self,
+        env: ArenaEnv,
+        planner: Planner,
+        policies: PolicySet,
+        channel: InstructionChannel,
+        config: AgentConfig,
+        log: EventLog,
+        on_decision: Callable[[int, PlanContext, Decision], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> None:
+        self.env, self.planner, self.policies, self.channel = env, planner, policies, channel
+        self.config, self.log = config, log
+        self.on_decision, self.on_step = on_decision, on_step
+        self.video = VideoRecorder(fps=env.metadata["render_fps"]) if config.record_video else None
+        self.instructions: list[Instruction] = []
+        self.segments: list[Segment] = []
+        self.decisions: list[Decision] = []
+        self.invalid_decisions = 0
+        self.reactions: list[dict] = []
+
+    # ------------------------------------------------------------------------------ decisions
+    def _decide(self, step: int, world, current: ActiveSkill | None, reason: str) -> tuple[ActiveSkill, Decision]:
+        tracker_events = self.tracker.recent
+        observation = encode(world, self.config.encoder, tracker_events)
+        context = PlanContext(world, observation, tuple(self.instructions), tuple(candidate_calls(world)),
+                              current.call if current else None, step)
+        start = time.perf_counter()
+        try:
+            decision = self.planner.decide(context)
+            if decision.call not in context.candidates:
+                self.invalid_decisions += 1
+                raise InvalidDecisionError(f"{decision.call} is not a valid skill call here")
+        except Exception as err:  # an LLM failure never crashes a run
+            keep = current.call if current and current.call in context.candidates else SkillCall("stop")
+            decision = Decision(keep, {}, (time.perf_counter() - start) * 1e3, self.planner.name, fallback=f"{type(err).__name__}: {err}")
+            self.log.emit("fallback", step, error=decision.fallback, kept=str(keep))
+        self.decisions.append(decision)
+        self.log.emit("decision", step, reason=reason, instruction=context.instruction.text if context.instruction else None,
+                      observation=observation, call=str(decision.call), scores=decision.scores, margin=decision.margin,
+                      latency_ms=round(decision.latency_ms, 2), planner=decision.planner, tokens=decision.tokens)
+        if self.on_decision:
+            self.on_decision(step, context, decision)
+        active = start_skill(decision.call, world)
+        self.log.emit("skill_start", step, call=str(decision.call))
+        return active, decision
+
+    def _receive(self, step: int, world) -> list[dict]:
+        """Take new instructions; returns pending reaction records (filled when the next skill starts)."""
+        pending = []
+        for arrival in self.channel.poll(step):
+            if arrival.note:
+                self.log.emit("note", step, note=arrival.note)
+            if arrival.instruction is None:
+                continue
+            ins = arrival.instruction
+            self.instructions.append(ins)
+            self.log.emit("instruction", step, text=ins.text, intent=ins.intent, source=ins.source)
+            judge = None
+            if ins.intent:
+                try:
+                    judge = start_skill(SkillCall.parse(ins.intent), world)
+                    judge.timeout = 10**9
+                except ValueError as err:
+                    self.log.emit("note", step, note=f"intent {ins.intent!r} ignored: {err}")
+            self.segments.append(Segment(ins, step, judge))
+            pending.append({"text": ins.text, "arrival_step": step, "arrival_wall": time.perf_counter()})
+        return pending
+
+    # ------------------------------------------------------------------------------ the loop
+    def run(self, seed: int, reset_options: dict | None = None) -> dict:
+        """Run one episode; returns the summary (also logged)."""
+        self.env.reset(seed=seed, options=reset_options)
+        self.tracker = EventTracker(pad_radius=self.env.spec_.pad_radius)
+        world = self.env.world_state()
+        self.tracker.update(world)
+        active: ActiveSkill | None = None
+        redecide = "start"
+        step = 0
+        for step in range(self.config.max_steps):
+            pending = self._receive(step, world)
+            if pending:
+                redecide = "instruction"
+            if active is None or redecide:
+                active, _ = self._decide(step, world, active, redecide or "skill_end")
+                now = time.perf_counter()
+                for p in pending:
+                    rec = {"text": p["text"], "steps": step - p["arrival_step"], "wall_ms": round((now - p["arrival_wall"]) * 1e3, 2)}
+                    self.reactions.append(rec)
+                    self.log.emit("reaction", step, **rec)
+                redecide = None
+            action = self.policies.act(active.policy, active.policy_input(world))
+            _, _, terminated, _, info = self.env.step(action)
+            world = self.env.world_state()
+            for seg in self.segments[-1:]:
+                if seg.judge is not None and seg.judge.update(world) is Status.SUCCESS:
+                    seg.reached = True
+            for text in self.tracker.update(world):
+                kind = "ball_hit" if "ball" in text else "pad_reached"
+                self.log.emit("world_event", step, event=kind, text=text)
+                if kind in self.config.redecide_on:
+                    redecide = kind
+            status = active.update(world)
+            if status is Status.SUCCESS and active.steps < self.config.min_skill_steps:
+                status = Status.RUNNING
+            if status is not Status.RUNNING:
+                self.log.emit("skill_end", step, call=str(active.call), status=status.value, steps=active.steps)
+                active = None
+            if self.video is not None:
+                self._frame(active)
+            if self.on_step:
+                self.on_step(step)
+            if terminated:
+                self.log.emit("note", step, note="simulation unstable; episode ended" if info.get("unstable") else "episode ended")
+                break
+        return self.summary(step + 1)
+
+    def _frame(self, active: ActiveSkill | None) -> None:
+        ins = self.instructions[-1].text if self.instructions else "-"
+        skill = str(active.call) if active else (str(self.decisions[-1].call) if self.decisions else "-")
+        self.video.add(self.env.render(), [f"instruction: {ins}", f"skill: {skill}"])
+
+    def summary(self, steps: int) -> dict:
+        """Task success, decision counts, latency and reaction figures of the episode."""
+        lat = np.array([d.latency_ms for d in self.decisions]) if self.decisions else np.zeros(1)
+        segments = [
+            {"instruction": s.instruction.text, "intent": s.instruction.intent, "start_step": s.start_step, "satisfied": s.satisfied()}
+            for s in self.segments
+        ]
+        judged = [s["satisfied"] for s in segments if s["satisfied"] is not None]
+        return {
+            "steps": steps,
+            "decisions": len(self.decisions),
+            "invalid_decisions": self.invalid_decisions,
+            "fallbacks": sum(d.fallback is not None for d in self.decisions),
+            "latency_ms_p50": float(np.percentile(lat, 50)),
+            "latency_ms_p95": float(np.percentile(lat, 95)),
+            "reactions": self.reactions,
+            "segments": segments,
+            "task_success": all(judged) if judged else None,
+            "final_instruction_satisfied": segments[-1]["satisfied"] if segments else None,
+        }

@@ -1,0 +1,132 @@
+"""World state -> text, for the planner's prompt.
+
+Two forms: absolute coordinates ("Agent: (15, 30), Ball: (20, 25), Red pad: (-40, 10)") and
+egocentric bearings ("ball: 0.4 m north-east, approaching"). Recent events are appended by
+:class:`EventTracker`. Units and rounding are configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from flexrl.envs.world import WorldState
+
+UNITS = {"m": 1.0, "dm": 10.0, "cm": 100.0}
+_BEARINGS = ["east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How the world is written down.
+
+    Attributes:
+        kind: "absolute" or "egocentric".
+        units: "m", "dm" or "cm".
+        decimals: digits after the point (0 gives integers).
+        include_velocity: add the ball's velocity (absolute form) or whether it approaches (egocentric).
+    """
+
+    kind: str = "absolute"
+    units: str = "dm"
+    decimals: int = 0
+    include_velocity: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENCODERS:
+            raise ValueError(f"encoder kind={self.kind!r}; allowed: {', '.join(ENCODERS)}")
+        if self.units not in UNITS:
+            raise ValueError(f"encoder units={self.units!r}; allowed: {', '.join(UNITS)}")
+        if not (isinstance(self.decimals, int) and 0 <= self.decimals <= 4):
+            raise ValueError(f"encoder decimals={self.decimals!r}; allowed: an integer in [0, 4]")
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def _num(x: float, cfg: EncoderConfig) -> str:
+    v = round(x * UNITS[cfg.units], cfg.decimals)
+    return f"{int(v)}" if cfg.decimals == 0 else f"{v:.{cfg.decimals}f}"
+
+
+def bearing(vec: np.ndarray) -> str:
+    """Compass word for a planar vector (+y north)."""
+    ang = math.degrees(math.atan2(vec[1], vec[0])) % 360
+    return _BEARINGS[int((ang + 22.5) // 45) % 8]
+
+
+def encode_absolute(world: WorldState, cfg: EncoderConfig) -> str:
+    """"Agent: (x, y), Ball: (x, y), Red pad: (x, y), ..." in the configured units."""
+    def point(p: np.ndarray) -> str:
+        return f"({_num(p[0], cfg)}, {_num(p[1], cfg)})"
+
+    parts = [f"Agent: {point(world.agent.pos)}", f"Ball: {point(world.ball.pos)}"]
+    if cfg.include_velocity:
+        parts[-1] += f" moving {point(world.ball.vel)}/s"
+    parts += [f"{_label(n)}: {point(p)}" for n, p in world.pads.items()]
+    return ", ".join(parts) + f" (units: {cfg.units})"
+
+
+def encode_egocentric(world: WorldState, cfg: EncoderConfig) -> str:
+    """"ball: 0.4 m north-east, approaching; red pad: 1.2 m west; ..." from the agent's point of view."""
+    parts = []
+    for name in world.object_names:
+        rel = world.position_of(name) - world.agent.pos
+        text = f"{_label(name).lower()}: {_num(float(np.linalg.norm(rel)), cfg)} {cfg.units} {bearing(rel)}"
+        if cfg.include_velocity and name == "ball":
+            closing = -float(np.dot(world.ball.vel - world.agent.vel, rel)) / (np.linalg.norm(rel) + 1e-9)
+            text += ", approaching" if closing > 0.1 else ", moving away" if closing < -0.1 else ""
+        parts.append(text)
+    return "; ".join(parts)
+
+
+ENCODERS = {"absolute": encode_absolute, "egocentric": encode_egocentric}
+
+
+class EventTracker:
+    """Turns consecutive world states into event sentences ("you reached the red pad").
+
+    Events fire on the transition, not while a condition holds; a repeat of the latest event is not
+    added again, and events older than ``expire_steps`` drop out of ``recent``.
+    """
+
+    def __init__(self, pad_radius: float = 0.25, keep: int = 3, expire_steps: int = 60) -> None:
+        self.pad_radius, self.keep, self.expire_steps = pad_radius, keep, expire_steps
+        self._recent: list[tuple[int, str]] = []
+        self._on_pad: set[str] = set()
+        self._touching = False
+        self._step = 0
+
+    @property
+    def recent(self) -> list[str]:
+        """The latest events, oldest first."""
+        return [text for step, text in self._recent if self._step - step <= self.expire_steps]
+
+    def update(self, world: WorldState) -> list[str]:
+        """Record ``world``; return the events that just happened."""
+        self._step = world.step
+        events = []
+        if world.touching_ball and not self._touching:
+            events.append("the ball hit you")
+        self._touching = world.touching_ball
+        on_pad = {n for n, p in world.pads.items() if np.linalg.norm(world.agent.pos - p) <= self.pad_radius}
+        events += [f"you reached the {_label(n).lower()}" for n in sorted(on_pad - self._on_pad)]
+        self._on_pad = on_pad
+        for text in events:
+            if not self._recent or self._recent[-1][1] != text:
+                self._recent.append((world.step, text))
+            else:
+                self._recent[-1] = (world.step, text)
+        self._recent = self._recent[-self.keep :]
+        return events
+
+
+def encode(world: WorldState, cfg: EncoderConfig, recent_events: list[str] | None = None) -> str:
+    """The observation text: the configured form, then recent events if any."""
+    text = ENCODERS[cfg.kind](world, cfg)
+    if recent_events:
+        text += ". Recent events: " + "; ".join(recent_events) + "."
+    return text

@@ -1,0 +1,131 @@
+"""The LLM planner: scores every valid skill call by its log-likelihood given the prompt (SayCan-style).
+
+An invalid decision cannot happen: the model never writes free text, it only ranks the candidates.
+Small models carry a strong prior for some calls whatever the prompt says, so each score is calibrated
+by subtracting the same call's score under a content-free prompt (instruction and observation "N/A").
+The system text is constant, so the backend prefills it once and reuses its KV cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Callable
+
+from flexrl.llm.base import LLMBackend
+from flexrl.planners.base import Decision, PlanContext
+from flexrl.skills.library import SKILLS, SkillCall
+
+CONTENT_FREE = "N/A"
+OBSERVATION_LABEL = "Observation:"
+Affordance = Callable[[PlanContext, SkillCall], float]
+
+
+def _template(name: str) -> str:
+    return (resources.files("flexrl.planners") / "prompts" / name).read_text()
+
+
+@dataclass
+class LLMPlannerConfig:
+    """How the LLM planner prompts and scores.
+
+    Attributes:
+        calibrate: subtract each call's score under a content-free prompt.
+        history: how many earlier instructions to show.
+        examples: few-shot (instruction, call) pairs added to the system text.
+        affordance_weight: weight of the affordance scores (e.g. skill value functions), if given.
+    """
+
+    calibrate: bool = True
+    history: int = 2
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    affordance_weight: float = 1.0
+
+
+class LLMPlanner:
+    """Ground the instruction into one of the candidate skill calls with a language model.
+
+    Args:
+        backend: any :class:`~flexrl.llm.base.LLMBackend`.
+        config: prompting and scoring options.
+        affordance: optional extra score per call (a seam for value-function affordances).
+    """
+
+    name = "llm"
+
+    def __init__(self, backend: LLMBackend, config: LLMPlannerConfig | None = None, affordance: Affordance | None = None) -> None:
+        self.backend = backend
+        self.config = config or LLMPlannerConfig()
+        self.affordance = affordance
+        self._calibration: dict[tuple[str, ...], list[float]] = {}
+        self._system_cache: dict[tuple[str, ...], str] = {}
+
+    # ------------------------------------------------------------------------------ prompt
+    def system_text(self, candidates: tuple[SkillCall, ...]) -> str:
+        """The constant part of the prompt: skills with their descriptions and allowed arguments."""
+        key = tuple(str(c) for c in candidates)
+        if key not in self._system_cache:
+            lines = []
+            for spec in SKILLS.values():
+                args = _ordered_args(candidates, spec.name)
+                sig = f"{spec.name}({', '.join(spec.params)})" if spec.params else spec.name
+                allowed = f" {spec.params[0]}: {', '.join(args)}." if args else ""
+                lines.append(f"- {sig}: {spec.description}.{allowed}")
+            examples = "".join(f'Instruction "{i}" -> {c}\n' for i, c in self.config.examples)
+            self._system_cache[key] = _template("system.txt").format(
+                skills="\n".join(lines), examples=f"\nExamples:\n{examples}" if examples else ""
+            )
+        return self._system_cache[key]
+
+    def user_text(self, context: PlanContext) -> str:
+        """The variable part: earlier instructions, the current one, the observation."""
+        earlier = [i.text for i in context.instructions[:-1]][-self.config.history :] if self.config.history else []
+        history = "".join(f"Earlier instruction: {t}\n" for t in earlier)
+        current = context.instruction.text if context.instruction else "none"
+        return _template("user.txt").format(history=history, instruction=current, observation=context.observation)
+
+    def prompt(self, context: PlanContext) -> tuple[str, str]:
+        """The full prompt and the prefix the backend caches: everything before the observation.
+
+        The instructions change rarely and the observation at every decision, so the observation goes
+        last and only it (and the options) are new tokens for most decisions.
+        """
+        full = self.backend.chat_prompt(self.system_text(context.candidates), self.user_text(context))
+        return full, full[: full.rindex(OBSERVATION_LABEL)]
+
+    # ------------------------------------------------------------------------------ scoring
+    def _content_free(self, context: PlanContext, options: list[str]) -> list[float]:
+        key = tuple(options)
+        if key not in self._calibration:
+            system = self.system_text(context.candidates)
+            user = _template("user.txt").format(history="", instruction=CONTENT_FREE, observation=CONTENT_FREE)
+            full = self.backend.chat_prompt(system, user)
+            scores = self.backend.score_options(full, options, cache_prefix=full[: full.rindex(OBSERVATION_LABEL)])
+            self._calibration[key] = [s.logprob for s in scores]
+        return self._calibration[key]
+
+    def decide(self, context: PlanContext) -> Decision:
+        """Score every candidate call and take the best; raises the backend's errors (the runner falls back)."""
+        start = time.perf_counter()
+        options = [str(c) for c in context.candidates]
+        full, prefix = self.prompt(context)
+        raw = self.backend.score_options(full, options, cache_prefix=prefix)
+        scores = [s.logprob for s in raw]
+        if self.config.calibrate:
+            scores = [s - c for s, c in zip(scores, self._content_free(context, options))]
+        if self.affordance is not None:
+            scores = [s + self.config.affordance_weight * self.affordance(context, c) for s, c in zip(scores, context.candidates)]
+        best = max(range(len(options)), key=scores.__getitem__)
+        tokens = sum(s.n_tokens for s in raw)
+        return Decision(
+            context.candidates[best], dict(zip(options, scores)), (time.perf_counter() - start) * 1e3, self.name, tokens=tokens
+        )
+
+
+def _ordered_args(candidates: tuple[SkillCall, ...], name: str) -> list[str]:
+    seen: list[str] = []
+    for c in candidates:
+        if c.name == name:
+            seen += [a for a in c.args if a not in seen]
+    return seen

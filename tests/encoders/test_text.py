@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from flexrl.encoders.text import EncoderConfig, EventTracker, bearing, encode
+from flexrl.envs import ArenaEnv
+
+
+@pytest.fixture
+def world():
+    env = ArenaEnv()
+    env.reset(seed=0, options={"agent": (0.5, 1.0), "ball": (1.5, 2.0 - 0.2), "red_pad": (-1.0, 1.0),
+                               "ball_velocity": (-0.5, -0.5), "ball_mode": "still",
+                               "green_pad": (-1.5, -1.5), "blue_pad": (1.5, -1.5), "yellow_pad": (-1.5, 1.7)})
+    return env.world_state()
+
+
+def test_absolute_form_in_configured_units(world):
+    text = encode(world, EncoderConfig(units="cm"))
+    assert text.startswith("Agent: (50, 100), Ball: (150, 180)")
+    assert "Red pad: (-100, 100)" in text and text.endswith("(units: cm)")
+    assert "Agent: (0.5, 1.0)" in encode(world, EncoderConfig(units="m", decimals=1))
+
+
+def test_egocentric_form_gives_bearings_and_approach(world):
+    text = encode(world, EncoderConfig(kind="egocentric", units="m", decimals=1, include_velocity=True))
+    assert "red pad: 1.5 m west" in text
+    assert "ball: 1.3 m north-east, approaching" in text
+
+
+def test_bearing_words():
+    assert bearing(np.array([0, 1])) == "north"
+    assert bearing(np.array([-1, -1])) == "south-west"
+
+
+def test_events_fire_once_and_expire():
+    env = ArenaEnv()
+    env.reset(seed=0, options={"agent": (0.0, 0.0), "red_pad": (0.6, 0.0), "ball": (-1.5, -1.5)})
+    tracker = EventTracker(expire_steps=50)
+    tracker.update(env.world_state())
+    fired = []
+    for _ in range(40):
+        env.step([1.0, 0.0])
+        fired += tracker.update(env.world_state())
+    assert fired.count("you reached the red pad") == 1
+    assert "Recent events: you reached the red pad" in encode(env.world_state(), EncoderConfig(), tracker.recent)
+    for _ in range(60):  # stay pressed against the east wall, past the pad: nothing new happens
+        env.step([1.0, 0.0])
+        assert tracker.update(env.world_state()) == []
+    assert tracker.recent == []
+
+
+@pytest.mark.parametrize("kwargs, match", [({"kind": "pixels"}, "allowed: absolute, egocentric"), ({"units": "ft"}, "allowed: m, dm, cm")])
+def test_bad_encoder_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EncoderConfig(**kwargs)
