@@ -1,0 +1,1 @@
+"""The run workspace: run directories, metadata and atomic writes."""
