@@ -1,0 +1,352 @@
+"""A :class:`~flexrl.llm.base.LLMBackend` running a causal LM with Hugging Face transformers.
+
+Scoring is built for one CPU thread. The key/value cache of a recurring prompt
+prefix is memoised, and everything that changes per decision (the rest of the
+prompt plus every option) runs in a single forward pass: the options are laid
+out as a token trie after the prompt, with a tree-shaped attention mask and
+explicit positions, so shared option tokens (`` go_to(``...) are computed once
+and the weights are streamed from memory once per decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+from flexrl.llm.base import LLMError, ModelLoadError, OptionScore
+from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# A few prefixes (e.g. one per instruction) cover a run; each costs ~15 MB of KV (SmolLM2-135M, 320 tokens).
+_MAX_MEMOISED_PREFIXES = 4
+
+
+def default_cache_dir() -> Path:
+    """Return where dequantised GGUF models are cached by default."""
+    return Path.home() / ".cache" / "flexrl" / "models"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Model state after reading some tokens: per-layer (key, value) and next-token log-probs."""
+
+    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    length: int
+    next_logprobs: torch.Tensor
+
+
+class TransformersBackend:
+    """Causal LM backend on transformers; by default the embedded SmolLM2-135M-Instruct.
+
+    Args:
+        model: ``None`` for the embedded GGUF model, a local Hugging Face model
+            directory, or a path to a ``.gguf`` file.
+        gguf_file: Name of a ``.gguf`` file inside the ``model`` directory, or a
+            path to one when ``model`` is ``None``.
+        cache_dir: Where dequantised GGUF weights are cached; defaults to
+            :func:`default_cache_dir`.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        device: Torch device string.
+        threads: Torch intra-op threads (process-wide); ``None`` leaves the
+            setting alone. One by default because simulation shares the CPU.
+
+    Attributes:
+        name: Model id for logs.
+        load_seconds: Wall time the load took.
+        from_cache: Whether GGUF weights came from the dequantised cache.
+
+    Raises:
+        ModelLoadError: The model is missing or cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        gguf_file: str | None = None,
+        cache_dir: str | Path | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        threads: int | None = 1,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        gguf = _resolve_gguf(model, gguf_file)
+        if gguf is None:
+            source = Path(model)
+            self._model, self._tokenizer = _load_hf_dir(source, _DTYPES[dtype])
+            self.from_cache = False
+        else:
+            source = gguf
+            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            self._model, self._tokenizer, self.from_cache = _load_gguf(gguf, cache, _DTYPES[dtype])
+        self._device = torch.device(device)
+        self._model.to(self._device).eval()
+        self.name = source.name
+        self.load_seconds = time.perf_counter() - start
+        self._prefixes: OrderedDict[str, _Context] = OrderedDict()
+
+    def chat_prompt(self, system: str, user: str) -> str:
+        """Render a system and a user message with the model's chat template.
+
+        Args:
+            system: System message text.
+            user: User message text.
+
+        Returns:
+            The prompt text, ending with the assistant turn's generation prompt.
+
+        Raises:
+            LLMError: The tokenizer has no chat template.
+        """
+        if not self._tokenizer.chat_template:
+            raise LLMError(f"model {self.name!r} has no chat template")
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    @torch.inference_mode()
+    def score_options(
+        self, prompt: str, options: list[str], cache_prefix: str | None = None
+    ) -> list[OptionScore]:
+        """Score each option as the continuation of ``prompt``.
+
+        The prefix, the rest of the prompt and every option are tokenised
+        separately (no special tokens) and their ids concatenated. Option ids
+        thus never depend on the prompt, and as long as ``cache_prefix`` ends on
+        a token boundary (e.g. after the system turn's ``<|im_end|>\\n``), the
+        cached and uncached paths feed the model identical ids and return the
+        same scores up to float rounding.
+
+        Args:
+            prompt: Text the options continue.
+            options: Candidate continuations, usually with a leading space.
+            cache_prefix: A leading part of ``prompt`` that recurs across calls;
+                its key/value cache is computed once and memoised (a few
+                prefixes at most). Ignored when ``prompt`` does not start with it.
+
+        Returns:
+            One :class:`OptionScore` per option, in order.
+
+        Raises:
+            ValueError: The prompt is empty or an option has no tokens.
+        """
+        if not options:
+            return []
+        option_ids = [self._encode(option) for option in options]
+        if any(not ids for ids in option_ids):
+            raise ValueError("every option must contain at least one token")
+        if cache_prefix and prompt.startswith(cache_prefix):
+            context = self._prefix_context(cache_prefix)
+            rest = self._encode(prompt[len(cache_prefix) :])
+        else:
+            context, rest = None, self._encode(prompt)
+        if context is None and not rest:
+            raise ValueError("prompt must not be empty")
+        return self._score_trie(context, rest, option_ids)
+
+    @torch.inference_mode()
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        """Greedily continue ``prompt`` without any cache reuse.
+
+        Args:
+            prompt: Text to continue.
+            max_new_tokens: Upper bound on generated tokens.
+
+        Returns:
+            The generated text, without the prompt and special tokens.
+        """
+        input_ids = torch.tensor([self._encode(prompt)], device=self._device)
+        pad = self._tokenizer.pad_token_id
+        output = self._model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self._tokenizer.eos_token_id if pad is None else pad,
+        )
+        return self._tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
+
+    def _encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False) if text else []
+
+    def _prefix_context(self, prefix: str) -> _Context:
+        context = self._prefixes.get(prefix)
+        if context is None:
+            ids = self._encode(prefix)
+            cache = DynamicCache(config=self._model.config)
+            output = self._model(
+                input_ids=torch.tensor([ids], device=self._device),
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            context = _Context(
+                kv=tuple((layer.keys, layer.values) for layer in cache.layers),
+                length=len(ids),
+                next_logprobs=torch.log_softmax(output.logits[0, -1].float(), dim=-1),
+            )
+            self._prefixes[prefix] = context
+            if len(self._prefixes) > _MAX_MEMOISED_PREFIXES:
+                self._prefixes.popitem(last=False)
+        self._prefixes.move_to_end(prefix)
+        return context
+
+    def _score_trie(
+        self, context: _Context | None, rest: list[int], option_ids: list[list[int]]
+    ) -> list[OptionScore]:
+        # Trie nodes are option prefixes whose next token must be predicted; an
+        # option's last token is only a target, so it is never fed to the model.
+        nodes: dict[tuple[int, ...], int] = {}
+        for ids in option_ids:
+            for end in range(1, len(ids)):
+                nodes.setdefault(tuple(ids[:end]), len(nodes))
+        rows: list[torch.Tensor] = []
+        if rest or nodes:
+            logits = self._forward_tree(context, rest, nodes)
+            rows = list(torch.log_softmax(logits.float(), dim=-1))
+        # Next-token log-probs after the prompt come from the pass when it read
+        # part of the prompt, otherwise from the memoised prefix.
+        root = rows.pop(0) if rest else context.next_logprobs
+        scores = []
+        for ids in option_ids:
+            total = root[ids[0]]
+            for end in range(1, len(ids)):
+                total = total + rows[nodes[tuple(ids[:end])]][ids[end]]
+            scores.append(OptionScore(logprob=float(total), n_tokens=len(ids)))
+        return scores
+
+    def _forward_tree(
+        self,
+        context: _Context | None,
+        rest: list[int],
+        nodes: dict[tuple[int, ...], int],
+    ) -> torch.Tensor:
+        """Run the prompt rest and the option trie in one pass; return logits of the rows scored."""
+        past = context.length if context is not None else 0
+        n_rest = len(rest)
+        n_new = n_rest + len(nodes)
+        tokens = rest + [0] * len(nodes)
+        positions = list(range(past, past + n_rest)) + [0] * len(nodes)
+        # Boolean mask, True = may attend: everyone sees the past and the rest
+        # of the prompt causally; a trie node also sees its ancestors and itself.
+        mask = torch.zeros(n_new, past + n_new, dtype=torch.bool)
+        mask[:, :past] = True
+        mask[:n_rest, past : past + n_rest] = torch.ones(n_rest, n_rest, dtype=torch.bool).tril()
+        mask[n_rest:, past : past + n_rest] = True
+        for key, index in nodes.items():
+            row = n_rest + index
+            tokens[row] = key[-1]
+            positions[row] = past + n_rest + len(key) - 1
+            if len(key) > 1:
+                parent = n_rest + nodes[key[:-1]]
+                mask[row, past + n_rest :] = mask[parent, past + n_rest :]
+            mask[row, past + row] = True
+        kept = ([n_rest - 1] if n_rest else []) + list(range(n_rest, n_new))
+        # DynamicCache concatenates into fresh tensors, so the memoised prefix is
+        # copied here and never written by this pass.
+        cache = DynamicCache(ddp_cache_data=context.kv if context else None, config=self._model.config)
+        output = self._model(
+            input_ids=torch.tensor([tokens], device=self._device),
+            position_ids=torch.tensor([positions], device=self._device),
+            attention_mask=mask[None, None].to(self._device),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=torch.tensor(kept, device=self._device),
+        )
+        return output.logits[0]
+
+
+def _resolve_gguf(model: str | None, gguf_file: str | None) -> Path | None:
+    """Return the GGUF file to load, or ``None`` when ``model`` is a transformers directory."""
+    if gguf_file is not None:
+        return Path(model) / gguf_file if model is not None else Path(gguf_file)
+    if model is None:
+        return embedded_gguf_path()
+    return Path(model) if str(model).endswith(".gguf") else None
+
+
+def _load_hf_dir(path: Path, dtype: torch.dtype):
+    if not path.is_dir():
+        raise ModelLoadError(f"model directory not found: {path}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+        )
+    except Exception as exc:  # transformers raises many types; callers need one.
+        raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+    return model, tokenizer
+
+
+def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype):
+    """Load a GGUF model through its dequantised cache, building the cache on a miss."""
+    hint = f"(the default embedded model installs with: {EMBEDDED_INSTALL})"
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF model file not found: {path} {hint}")
+    stat = path.stat()
+    cached = cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+    if cached.is_dir():
+        try:
+            return (*_load_hf_dir(cached, dtype), True)
+        except ModelLoadError:
+            logger.warning("discarding unreadable model cache %s", cached)
+            shutil.rmtree(cached, ignore_errors=True)
+    try:
+        model, tokenizer = _dequantise(path)
+    except Exception as exc:  # the GGUF reader raises many types on a bad file
+        raise ModelLoadError(f"cannot read GGUF model {path}: {exc} {hint}") from exc
+    _write_cache(model, tokenizer, cached)
+    return model.to(dtype), tokenizer, False
+
+
+def _dequantise(path: Path):
+    directory, name = str(path.parent), path.name
+    config = AutoConfig.from_pretrained(directory, gguf_file=name, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name, local_files_only=True)
+    # from_pretrained(gguf_file=...) demands `accelerate`, which flexrl does not
+    # depend on: dequantise with the same helper, mapping names via a meta skeleton.
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    tensors = load_gguf_checkpoint(
+        str(path), return_tensors=True, model_to_load=skeleton, torch_dtype=torch.float32
+    )["tensors"]
+    model = type(skeleton).from_pretrained(
+        None, config=config, state_dict=tensors, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    return model, tokenizer
+
+
+def _write_cache(model, tokenizer, target: Path) -> None:
+    """Save atomically: a reader sees either no cache directory or a complete one."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        logger.warning("cannot cache model under %s: %s", target.parent, exc)
+        return
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    except OSError as exc:
+        # Also reached when a concurrent process renamed its copy first.
+        if not target.is_dir():
+            logger.warning("cannot cache model at %s: %s", target, exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,151 @@
+"""TransformersBackend on the real embedded SmolLM2-135M-Instruct (loaded once per module)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flexrl.llm.base import LLMBackend, ModelLoadError
+from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
+from flexrl.llm.transformers_backend import TransformersBackend
+
+SYSTEM = (
+    "You control a robot. Answer with one skill call.\n"
+    "go_to(red_pad): walk to the red pad\n"
+    "go_to(blue_pad): walk to the blue pad\n"
+    "avoid(ball): move away from the ball\n"
+    "move(north): walk one step north"
+)
+OPTIONS = [" go_to(red_pad)", " go_to(blue_pad)", " avoid(ball)", " move(north)", " x"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="module")
+def backend(cache_dir):
+    return TransformersBackend(cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def prompts(backend):
+    prompt = backend.chat_prompt(SYSTEM, "Instruction: Avoid the ball!\nObservation: Ball: (20, 25)")
+    prefix = prompt[: prompt.index("<|im_start|>user")]
+    return prompt, prefix
+
+
+def reference_logprob(backend, prompt: str, option: str) -> float:
+    """Score with one plain forward pass over prompt + option, no cache or trie."""
+    prompt_ids = backend._tokenizer.encode(prompt, add_special_tokens=False)
+    option_ids = backend._tokenizer.encode(option, add_special_tokens=False)
+    with torch.inference_mode():
+        logits = backend._model(torch.tensor([prompt_ids + option_ids])).logits[0]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    start = len(prompt_ids) - 1
+    return sum(logprobs[start + j, token].item() for j, token in enumerate(option_ids))
+
+
+def test_implements_protocol(backend):
+    assert isinstance(backend, LLMBackend)
+    assert backend.name.endswith(".gguf")
+    assert not backend.from_cache
+
+
+def test_chat_prompt_ends_with_generation_prompt(backend, prompts):
+    prompt, prefix = prompts
+    assert prompt.startswith(prefix) and SYSTEM in prefix
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_cached_and_uncached_scores_match(backend, prompts):
+    prompt, prefix = prompts
+    cached = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    uncached = backend.score_options(prompt, OPTIONS)
+    for a, b in zip(cached, uncached, strict=True):
+        assert a.n_tokens == b.n_tokens
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_scores_match_plain_forward(backend, prompts):
+    prompt, prefix = prompts
+    scores = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    for option, score in zip(OPTIONS, scores, strict=True):
+        assert score.logprob == pytest.approx(reference_logprob(backend, prompt, option), abs=1e-3)
+
+
+def test_scores_are_deterministic_and_memo_is_not_mutated(backend, prompts):
+    prompt, prefix = prompts
+    first = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    other = backend.chat_prompt(SYSTEM, "Instruction: Go north.\nObservation: Ball: (-3, 7)")
+    backend.score_options(other, OPTIONS, cache_prefix=prefix)
+    assert backend.score_options(prompt, OPTIONS, cache_prefix=prefix) == first
+
+
+def test_prompt_equal_to_prefix(backend, prompts):
+    _, prefix = prompts
+    cached = backend.score_options(prefix, [" a", " b c"], cache_prefix=prefix)
+    uncached = backend.score_options(prefix, [" a", " b c"])
+    assert [s.logprob for s in cached] == pytest.approx([s.logprob for s in uncached], abs=1e-4)
+
+
+def test_n_tokens(backend):
+    scores = backend.score_options("Hello", OPTIONS)
+    expected = [len(backend._tokenizer.encode(o, add_special_tokens=False)) for o in OPTIONS]
+    assert [s.n_tokens for s in scores] == expected
+    assert scores[-1].n_tokens == 1
+    assert backend.score_options("Hello", []) == []
+
+
+def test_easy_choice(backend):
+    prompt = backend.chat_prompt(
+        "Answer with one word.", "Which of these is a fruit: hammer or apple?"
+    )
+    apple, hammer = backend.score_options(prompt, ["Apple", "Hammer"])
+    assert apple.logprob > hammer.logprob
+
+
+def test_invalid_inputs(backend):
+    with pytest.raises(ValueError):
+        backend.score_options("", [" a"])
+    with pytest.raises(ValueError):
+        backend.score_options("Hello", [""])
+
+
+def test_generate(backend, prompts):
+    text = backend.generate(prompts[0], max_new_tokens=8)
+    assert isinstance(text, str) and text.strip()
+
+
+def test_embedded_path_exists():
+    path = embedded_gguf_path()
+    assert path.is_file() and path.suffix == ".gguf"
+
+
+def test_missing_gguf_raises(tmp_path):
+    missing = tmp_path / "absent.gguf"
+    with pytest.raises(ModelLoadError) as info:
+        TransformersBackend(model=str(missing), cache_dir=tmp_path / "cache")
+    assert str(missing) in str(info.value)
+    assert EMBEDDED_INSTALL in str(info.value)
+
+
+def test_corrupt_gguf_raises(tmp_path):
+    corrupt = tmp_path / "x.gguf"
+    corrupt.write_bytes(b"this is not a gguf file" * 100)
+    with pytest.raises(ModelLoadError, match="x.gguf"):
+        TransformersBackend(model=str(corrupt), cache_dir=tmp_path / "cache")
+
+
+def test_missing_model_directory_raises(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        TransformersBackend(model=str(tmp_path / "no-model"))
+
+
+@pytest.mark.slow
+def test_second_load_comes_from_cache(backend, cache_dir):
+    warm = TransformersBackend(cache_dir=cache_dir)
+    assert warm.from_cache
+    assert warm.load_seconds < backend.load_seconds
+    assert [p.name for p in cache_dir.iterdir() if p.name.startswith(".")] == []
