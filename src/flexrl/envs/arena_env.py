@@ -90,6 +90,7 @@ class ArenaEnv(gym.Env):
         self._episode_ball_mode = "still"
         self._episode_ball_speed = self.ball_speed
         self._step = 0
+        self._world: WorldState | None = None
 
         n_obs = 8 + 2 * len(PAD_COLOURS)
         self.observation_space = spaces.Box(-10.0, 10.0, shape=(n_obs,), dtype=np.float32)
@@ -112,7 +113,12 @@ class ArenaEnv(gym.Env):
         return self._episode_ball_mode
 
     def world_state(self) -> WorldState:
-        """The named state of the arena now."""
+        """The named state of the arena now (built once per step: skills, rewards and encoders share it)."""
+        if self._world is None:
+            self._world = self._build_world_state()
+        return self._world
+
+    def _build_world_state(self) -> WorldState:
         d = self.data
         agent = BodyState(d.qpos[0:2].copy(), d.qvel[0:2].copy())
         bq, bv = self._ball_qpos, self._ball_qvel
@@ -183,6 +189,7 @@ class ArenaEnv(gym.Env):
             self.model.geom_pos[g, :2] = layout[name]
         mujoco.mj_forward(self.model, self.data)
         self._step = 0
+        self._world = None
         return self._obs(), {"ball_mode": mode}
 
     # ----------------------------------------------------------------------------------- dynamics
@@ -218,6 +225,7 @@ class ArenaEnv(gym.Env):
         for _ in range(self.frame_skip):
             mujoco.mj_step(self.model, self.data)
         self._step += 1
+        self._world = None
         info: dict[str, Any] = {"ball_mode": self._episode_ball_mode}
         # MuJoCo resets a diverged state by itself and only counts a warning: read the counters.
         diverged = self._instability_warnings() > warnings_before
@@ -225,6 +233,7 @@ class ArenaEnv(gym.Env):
             info["unstable"] = True
             mujoco.mj_resetData(self.model, self.data)
             mujoco.mj_forward(self.model, self.data)
+            self._world = None
             return self._obs(), 0.0, True, False, info
         return self._obs(), 0.0, False, False, info
 
