@@ -149,3 +149,24 @@ def test_second_load_comes_from_cache(backend, cache_dir):
     assert warm.from_cache
     assert warm.load_seconds < backend.load_seconds
     assert [p.name for p in cache_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_chunked_lm_head_matches_linear():
+    from flexrl.llm.transformers_backend import _chunked_linear
+
+    inputs, weight = torch.randn(7, 16), torch.randn(2500, 16)
+    expected = torch.nn.functional.linear(inputs, weight)
+    assert torch.allclose(_chunked_linear(inputs, weight, chunk=1024), expected, atol=1e-5)
+
+
+def test_tree_attention_matches_sdpa(backend, prompts):
+    """The grouped-query attention of the tree pass agrees with transformers' own sdpa."""
+    prompt, prefix = prompts
+    scores = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    backend._model.set_attn_implementation("sdpa")
+    try:
+        reference = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    finally:
+        backend._model.set_attn_implementation("flexrl_tree_sdpa")
+    for a, b in zip(scores, reference, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
