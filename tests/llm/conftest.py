@@ -107,6 +107,20 @@ def api_key() -> str:
     return API_KEY
 
 
+@pytest.fixture
+def start_server():
+    """Factory: start a `flexrl serve` process with the given arguments; stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        started.append(ServerProcess(*args))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
 def server(local_backend):
     """One `flexrl serve` process for the session, on 127.0.0.1 with an API key (the local backend filled the cache)."""

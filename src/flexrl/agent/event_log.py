@@ -9,7 +9,7 @@ from typing import Any
 
 from flexrl.runs.atomic import jsonable
 
-EVENT_TYPES = ("instruction", "note", "decision", "skill_start", "skill_end", "world_event", "reaction", "fallback")
+EVENT_TYPES = ("instruction", "note", "decision", "skill_start", "skill_end", "world_event", "reaction", "fallback", "llm_fault")
 
 
 class EventLog:
