@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from flexrl.llm.base import LLMBackend
+from flexrl.llm.infer import infer
 from flexrl.llm.openai_compat import UNCHOSEN_LOGPROB, LLMServerError, OpenAICompatBackend
 from flexrl.planners.llm_planner import LLMPlanner
 
@@ -104,3 +105,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_infer_scores_or_generates_through_either_backend(served, local_backend):
+    ask = dict(text="Is the sky blue?", system="Answer yes or no.", options=[" yes", " no"])
+    local, remote = infer(local_backend, **ask), infer(served, **ask)
+    assert remote.best == local.best and remote.text is None
+    assert [s[1] for s in remote.scores] == pytest.approx([s[1] for s in local.scores], abs=1e-3)
+    assert local.lines()[-1].startswith(f"best: {local.best}") and len(local.lines()) == 3
+    generated = infer(served, "Name a fruit.", max_new_tokens=6)
+    assert generated.scores is None and generated.text == infer(local_backend, "Name a fruit.", max_new_tokens=6).text
+    assert infer(local_backend, "The capital of France is", raw=True, max_new_tokens=2).prompt == "The capital of France is"
+    for bad in (dict(text=""), dict(text="x", options=[" a", " a"]), dict(text="x", options=[]),
+                dict(text="x", max_new_tokens=0)):
+        with pytest.raises(ValueError):
+            infer(local_backend, **bad)
