@@ -1,80 +1,96 @@
-"""The ``flexrl`` command: thin entry points over the library."""
+"""The ``flexrl`` command: thin entry points over the library.
+
+``train``, ``run`` and ``eval`` are Hydra apps (config groups under ``flexrl/conf``; ``--multirun`` for
+sweeps, ``--cfg job`` to print the config); ``runs`` reads the workspace. Each app composes its config once
+with Hydra's ``compose()`` before running, so a config error is one line naming the key and what is
+allowed, not a traceback. Only this module and ``flexrl.config`` touch Hydra or OmegaConf.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import Any, Callable
+
+COMMANDS = {
+    "train": "train a skill policy family with PPO in a run directory (Hydra app; -m for sweeps)",
+    "run": "run the LLM-driven agent for one episode: the demo (Hydra app)",
+    "eval": "measure skill success rates over seeded episodes (Hydra app)",
+    "runs": "list, show and compare runs in the workspace",
+}
+HYDRA_APPS = ("train", "run", "eval")
+USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import time
+class UsageError(Exception):
+    """Bad input at the command line: printed as one line, exit status 2."""
+
+
+# ------------------------------------------------------------------------------------------ the work
+def _train(cfg) -> float:
+    from omegaconf import OmegaConf
+
+    from flexrl.config.schema import TrainAppConfig
+    from flexrl.runs.atomic import write_text
+    from flexrl.runs.run_dir import RunDir, recorded_status
+    from flexrl.skills.training_run import train_in_run
 
     import flexrl.envs  # noqa: F401  (registers the env ids)
-    from flexrl.skills.policies import FAMILIES
-    from flexrl.skills.train import default_config, train_family
 
-    families = FAMILIES if args.family == "all" else (args.family,)
-    start = time.perf_counter()
-    for family in families:
-        cfg = default_config(family)
-        cfg.seed = args.seed
-        if args.steps:
-            cfg.total_steps = args.steps
-        r = train_family(family, cfg, args.out, tensorboard_dir=args.tensorboard)
-        success = ", ".join(f"{k} {v:.0%}" for k, v in r.success.items())
-        print(f"{family}: {r.steps} steps in {r.wall_seconds:.1f} s; success at last eval: {success}; -> {r.checkpoint}")
-    print(f"all done in {time.perf_counter() - start:.1f} s")
-    return 0
+    if cfg.resume:
+        run = RunDir.open(cfg.resume)
+        stored = OmegaConf.merge(OmegaConf.structured(TrainAppConfig), OmegaConf.load(run.path / "config.yaml"))
+        settings: TrainAppConfig = OmegaConf.to_object(stored)
+        run.reopen(_command("train"))
+    else:
+        settings = OmegaConf.to_object(cfg)
+        run = _create_run(settings.experiment, kind="train", parent=_parent_id(settings.parent), family=settings.skill.family)
+        write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"flexrl train {settings.skill.family}: run {run.path}")
+    with recorded_status(run):
+        from flexrl.skills.training_run import TrainingRunConfig
 
-
-def _cmd_eval_skills(args: argparse.Namespace) -> int:
-    import flexrl.envs  # noqa: F401
-    from flexrl.skills.evaluate import evaluate_skill
-    from flexrl.skills.library import SKILLS
-    from flexrl.skills.policies import PolicySet
-
-    policies = PolicySet.load(args.checkpoints)
-    worst = 1.0
-    for name in SKILLS if args.skill == "all" else [args.skill]:
-        r = evaluate_skill(policies, name, args.episodes, seed=args.seed)
-        worst = min(worst, r.success_rate)
-        print(f"{name:8s} success {r.success_rate:6.1%} ({r.successes}/{r.episodes}), mean {r.mean_steps:.0f} steps")
-    return 0 if worst >= args.bar else 1
+        plain = TrainingRunConfig(**{k: getattr(settings, k) for k in TrainingRunConfig.__dataclass_fields__})
+        metrics = train_in_run(plain, run, resume=bool(cfg.resume))
+    success = ", ".join(f"{k} {v:.0%}" for k, v in metrics["success"].items())
+    print(f"{metrics['family']}: {metrics['steps']} steps in {metrics['wall_seconds']:.1f} s; success {success}; "
+          f"objective {metrics['objective']}; policy -> {run.path / 'checkpoints' / (metrics['family'] + '.zip')}")
+    return metrics["objective"]
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run(cfg) -> dict:
+    from omegaconf import OmegaConf
     from tqdm import tqdm
 
     from flexrl.agent.instructions import parse_schedule_item
-    from flexrl.agent.runner import AgentConfig
     from flexrl.agent.session import RunConfig, ScheduledInstruction, print_decision, run_agent, stdin_stream
-    from flexrl.llm.base import LLMError
+    from flexrl.config.schema import RunAppConfig
+    from flexrl.planners.config import build_planner
 
+    settings: RunAppConfig = OmegaConf.to_object(cfg)
     schedule = []
-    for item in args.at if args.at is not None else ["150:Avoid the ball! => avoid(ball)"]:
+    for item in settings.schedule:
         step, text = parse_schedule_item(item)
         text, _, intent = text.partition("=>")
         schedule.append(ScheduledInstruction(step, text.strip(), intent.strip() or None))
-    cfg = RunConfig(
-        instruction=args.instruction, intent=args.intent or None, schedule=schedule, planner=args.planner,
-        model=args.model, seed=args.seed, ball_mode=args.ball_mode, ball_speed=args.ball_speed,
-        agent=AgentConfig(max_steps=args.steps, record_video=not args.no_video), workspace=args.workspace,
-        experiment=args.experiment, stdin=args.stdin, http_port=args.http_port, threads=args.threads,
+    exp = settings.experiment
+    run_cfg = RunConfig(
+        instruction=settings.instruction, intent=settings.intent or None, schedule=schedule, planner=settings.planner,
+        llm=settings.llm, env=settings.env, robot=settings.robot, seed=exp.seed, agent=settings.agent,
+        workspace=exp.workspace, experiment=exp.name, run_dir=_hydra_run_dir(), stdin=settings.stdin,
+        http_port=settings.http_port, checkpoints=settings.checkpoints, policies=settings.policies,
+        resolved_config=OmegaConf.to_yaml(cfg, resolve=True),
     )
-    print(f"flexrl run: planner={cfg.planner} seed={cfg.seed} steps={cfg.agent.max_steps}")
-    try:
-        from flexrl.agent.session import build_planner
-
-        planner = build_planner(cfg)
-    except LLMError as err:
-        print(f"flexrl run: {err}", file=sys.stderr)
-        return 2
-    if hasattr(planner, "backend"):
+    print(f"flexrl run: planner={settings.planner.name} seed={exp.seed} steps={settings.agent.max_steps}")
+    planner = build_planner(settings.planner, settings.llm, exp.seed)
+    if hasattr(planner, "backend") and hasattr(planner.backend, "load_seconds"):
         b = planner.backend
         print(f"model {b.name} loaded in {b.load_seconds:.1f} s ({'cache' if b.from_cache else 'first load, now cached'})")
-    with tqdm(total=cfg.agent.max_steps, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty()) as bar:
-        run, summary = run_agent(cfg, planner, stdin=stdin_stream(), on_decision=print_decision(tqdm.write), on_step=lambda _: bar.update())
+    with tqdm(total=settings.agent.max_steps, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty()) as bar:
+        run, summary = run_agent(run_cfg, planner, stdin=stdin_stream(), on_decision=print_decision(tqdm.write),
+                                 on_step=lambda _: bar.update())
     print(f"decisions: {summary['decisions']} (invalid {summary['invalid_decisions']}, fallbacks {summary['fallbacks']}); "
           f"latency p50 {summary['latency_ms_p50']:.0f} ms, p95 {summary['latency_ms_p95']:.0f} ms")
     for r in summary["reactions"][1:]:
@@ -85,62 +101,166 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run directory: {run.path}")
     for m in summary.get("media", []):
         print(f"  video: {run.path / m}")
+    return summary
+
+
+def _eval(cfg) -> float:
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    import flexrl.envs  # noqa: F401
+    from flexrl.config.schema import EvalAppConfig
+    from flexrl.runs.atomic import write_json, write_text
+    from flexrl.runs.run_dir import recorded_status
+    from flexrl.skills.evaluate import evaluate_skill
+    from flexrl.skills.library import SKILLS
+    from flexrl.skills.policies import PolicySet
+
+    settings: EvalAppConfig = OmegaConf.to_object(cfg)
+    if settings.skill != "all" and settings.skill not in SKILLS:
+        raise ValueError(f"skill={settings.skill!r}; allowed: all, {', '.join(SKILLS)}")
+    policies = PolicySet.load(settings.checkpoints, sources=settings.policies)
+    run = _create_run(settings.experiment, kind="eval")
+    write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    with recorded_status(run):
+        success = {}
+        for name in tqdm(SKILLS if settings.skill == "all" else [settings.skill], desc="eval", unit="skill",
+                         disable=not sys.stderr.isatty()):
+            r = evaluate_skill(policies, name, settings.episodes, seed=settings.experiment.seed)
+            success[name] = r.success_rate
+            tqdm.write(f"{name:8s} success {r.success_rate:6.1%} ({r.successes}/{r.episodes}), mean {r.mean_steps:.0f} steps")
+        write_json(run.path / "metrics.json", {"success": success, "episodes": settings.episodes,
+                                               "success_min": min(success.values())})
+    print(f"run directory: {run.path}")
+    if min(success.values()) < settings.bar:
+        raise SystemExit(1)
+    return min(success.values())
+
+
+WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval}
+
+
+# ------------------------------------------------------------------------------------------ plumbing
+def _command(name: str) -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return ["flexrl", name, *HydraConfig.get().overrides.task]
+
+
+def _hydra_run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
+
+
+def _parent_id(parent: str | None) -> str | None:
+    return str(Path(parent)) if parent else None
+
+
+def _create_run(experiment, kind: str, **extra):
+    """The run directory Hydra made for this job, with ``meta.json``; trials of a sweep get ``<sweep>/<n>`` ids."""
+    from flexrl.runs.run_dir import RunDir
+
+    path = Path(_hydra_run_dir())
+    base = Path(experiment.workspace) / experiment.name
+    try:
+        run_id = path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        run_id = path.name
+    return RunDir.create(path, experiment.name, experiment.seed, command=_command(kind), run_id=run_id, kind=kind,
+                         tags=list(experiment.tags), **extra)
+
+
+def _task(name: str) -> Callable[[Any], Any]:
+    """The Hydra task function of ``name``: the work, with bad input reported as one line."""
+    def task(cfg):
+        from flexrl.llm.base import LLMError
+
+        try:
+            return WORK[name](cfg)
+        except (ValueError, FileNotFoundError, FileExistsError, LLMError, ImportError) as err:
+            print(f"flexrl {name}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    task.__module__ = __name__
+    task.__qualname__ = task.__name__ = f"{name}_task"
+    return task
+
+
+def _run_hydra_app(name: str, args: list[str]) -> int:
+    import hydra
+
+    from flexrl.config import resolvers, schema
+    from flexrl.config.validate import compose_checked
+
+    schema.register()
+    resolvers.register()
+    informational = any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
+                        or a.startswith(("--cfg=", "--info=")) for a in args)
+    if not informational:
+        overrides = [a for a in args if not a.startswith("-")]
+        compose_checked(name, overrides)
+    app = hydra.main(version_base="1.3", config_path="conf", config_name=name)(_task(name))
+    saved = sys.argv
+    sys.argv = [f"flexrl {name}", *args]
+    try:
+        app()
+    except SystemExit as exit_:  # the task's one-line errors, an eval below its bar, Hydra's own exits
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
-    from flexrl.skills.library import SKILLS
-    from flexrl.skills.policies import FAMILIES
+def _runs(args: list[str]) -> int:
+    from flexrl.runs import report
 
-    p = argparse.ArgumentParser(prog="flexrl", description="An LLM composes PPO-trained MuJoCo skills.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="flexrl runs", description=COMMANDS["runs"])
+    p.add_argument("--workspace", default="workspace")
+    sub = p.add_subparsers(dest="action", required=True)
+    ls = sub.add_parser("list", help="every run as a table")
+    ls.add_argument("--experiment", default=None)
+    sh = sub.add_parser("show", help="one run: metadata, lineage, metrics")
+    sh.add_argument("run", help="run id or directory")
+    cp = sub.add_parser("compare", help="final metrics side by side, learning curves in one PNG")
+    cp.add_argument("runs", nargs="+", help="run ids or directories")
+    cp.add_argument("--png", default="compare.png", help="where to write the plot ('' for none)")
+    a = p.parse_args(args)
+    if a.action == "list":
+        print(report.list_runs(a.workspace, a.experiment))
+    elif a.action == "show":
+        print(report.show_run(a.workspace, a.run))
+    else:
+        print(report.compare_runs(a.workspace, a.runs, a.png or None))
+    return 0
 
-    t = sub.add_parser("train", help="train skill policies from scratch with PPO")
-    t.add_argument("--family", choices=["all", *FAMILIES], default="all")
-    t.add_argument("--out", default="checkpoints", help="directory for <family>.zip and .json")
-    t.add_argument("--steps", type=int, default=0, help="env-step budget per family (0: the family default)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
-    t.set_defaults(func=_cmd_train)
 
-    r = sub.add_parser("run", help="run the LLM-driven agent for one episode (the demo)")
-    r.add_argument("--planner", choices=["llm", "oracle", "random"], default="llm")
-    r.add_argument("--instruction", default="Go to the ball")
-    r.add_argument("--intent", default="go_to(ball)", help="skill call that fulfils the instruction ('' for none)")
-    r.add_argument("--at", action="append", metavar="STEP:TEXT[=>INTENT]",
-                   help="inject an instruction at a step (repeatable); default: '150:Avoid the ball! => avoid(ball)'")
-    r.add_argument("--steps", type=int, default=300)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--ball-mode", choices=["still", "drift", "chase", "random"], default="drift")
-    r.add_argument("--ball-speed", type=float, default=0.3)
-    r.add_argument("--model", default=None, help="Hugging Face directory or .gguf file (default: embedded SmolLM2-135M)")
-    r.add_argument("--threads", type=int, default=1, help="torch threads for the LLM")
-    r.add_argument("--stdin", action="store_true", help="read live instructions from standard input")
-    r.add_argument("--http-port", type=int, default=None, help="accept POST /instruction on 127.0.0.1:PORT")
-    r.add_argument("--no-video", action="store_true")
-    r.add_argument("--workspace", default="workspace")
-    r.add_argument("--experiment", default="demo")
-    r.set_defaults(func=_cmd_run)
-
-    e = sub.add_parser("eval-skills", help="measure skill success rates over seeded episodes")
-    e.add_argument("--skill", choices=["all", *SKILLS], default="all")
-    e.add_argument("--episodes", type=int, default=100)
-    e.add_argument("--seed", type=int, default=50_000)
-    e.add_argument("--checkpoints", default=None, help="directory of checkpoints (default: the shipped ones)")
-    e.add_argument("--bar", type=float, default=0.95, help="exit non-zero if any skill is below this success rate")
-    e.set_defaults(func=_cmd_eval_skills)
-    return p
+def _help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [USAGE, "", "An LLM composes PPO-trained MuJoCo skills.", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "examples:", "  flexrl run planner=oracle agent.max_steps=200",
+              "  flexrl train skill=avoid ppo.learning_rate=3e-4",
+              "  flexrl train -m experiment=sweep_ppo hydra/launcher=joblib", "  flexrl runs list"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flexrl`` console command."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    args = build_parser().parse_args(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_help())
+        return 0
+    name, rest = args[0], args[1:]
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
-        print(f"flexrl {args.command}: {err}", file=sys.stderr)
+        if name in HYDRA_APPS:
+            return _run_hydra_app(name, rest)
+        if name == "runs":
+            return _runs(rest)
+        raise UsageError(f"unknown command {name!r}; allowed: {', '.join(COMMANDS)}")
+    except (UsageError, ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
+        print(f"flexrl {name}: {err}", file=sys.stderr)
         return 2
 
 

@@ -8,12 +8,13 @@ from flexrl.agent.event_log import EVENT_TYPES
 from flexrl.agent.runner import AgentConfig
 from flexrl.agent.session import RunConfig, ScheduledInstruction, run_agent
 from flexrl.planners.base import Decision
+from flexrl.planners.config import PlannerConfig
 from flexrl.planners.oracle import OraclePlanner, RandomPlanner
 from flexrl.skills.library import SkillCall
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(planner="oracle", workspace=str(tmp_path), agent=AgentConfig(max_steps=200, record_video=False),
+    base = dict(planner=PlannerConfig("oracle"), workspace=str(tmp_path), agent=AgentConfig(max_steps=200, record_video=False),
                 schedule=[ScheduledInstruction(100, "Avoid the ball!", "avoid(ball)")])
     base.update(kw)
     return RunConfig(**base)
@@ -49,7 +50,7 @@ def test_event_log_schema(tmp_path):
 
 
 def test_random_planner_decisions_are_valid(tmp_path):
-    run, summary = run_agent(_cfg(tmp_path, planner="random"))
+    run, summary = run_agent(_cfg(tmp_path, planner=PlannerConfig("random")))
     assert summary["invalid_decisions"] == 0 and summary["decisions"] >= 2
     scores = [e["scores"] for e in _events(run) if e["type"] == "decision"]
     assert all(len(s) >= 15 for s in scores)
@@ -116,7 +117,7 @@ def test_interrupted_run_records_its_status(tmp_path):
 
 @pytest.mark.slow
 def test_injection_with_the_real_embedded_llm(tmp_path):
-    cfg = _cfg(tmp_path, planner="llm", agent=AgentConfig(max_steps=60, record_video=False),
+    cfg = _cfg(tmp_path, planner=PlannerConfig("llm"), agent=AgentConfig(max_steps=60, record_video=False),
                schedule=[ScheduledInstruction(30, "Avoid the ball!", "avoid(ball)")])
     run, summary = run_agent(cfg)
     assert summary["invalid_decisions"] == 0 and summary["fallbacks"] == 0

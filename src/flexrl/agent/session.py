@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,13 @@ from flexrl.agent.event_log import EventLog
 from flexrl.agent.instructions import InstructionChannel, sanitise
 from flexrl.agent.runner import AgentConfig, AgentRunner
 from flexrl.envs.arena_env import ArenaEnv
-from flexrl.planners.base import Instruction, Planner
+from flexrl.envs.config import EnvConfig, RobotConfig
+from flexrl.llm.config import LLMConfig
+from flexrl.planners.base import Planner
+from flexrl.planners.config import PlannerConfig, build_planner
 from flexrl.runs.atomic import write_json, write_text
-from flexrl.runs.run_dir import RunDir
+from flexrl.runs.run_dir import RunDir, new_run_id, recorded_status
 from flexrl.skills.policies import PolicySet
-
-PLANNERS = ("llm", "oracle", "random")
 
 
 @dataclass
@@ -40,57 +40,39 @@ class RunConfig:
         instruction: the first instruction.
         intent: the skill call that fulfils the first instruction (optional; used by the oracle and the judge).
         schedule: instructions injected mid-run.
-        planner: "llm", "oracle" or "random".
-        model: a Hugging Face directory or a .gguf file; None: the embedded SmolLM2-135M-Instruct.
-        model_cache: where dequantised GGUF weights are cached (None: ~/.cache/flexrl/models).
-        threads: torch threads for the LLM (1: it shares the CPU with simulation).
+        planner: which planner decides.
+        llm: the LLM planner's model.
+        env: ball behaviour.
+        robot: the agent's body.
         seed: layout and planner seed.
-        ball_mode: "still", "drift", "chase" or "random".
-        ball_speed: m/s of a moving ball.
         agent: episode settings.
         workspace: root of run directories.
         experiment: sub-directory of the workspace.
+        run_dir: the run's directory (None: a fresh ``<workspace>/<experiment>/<run-id>``).
         stdin: read live instructions from standard input.
         http_port: accept live instructions on 127.0.0.1:port (None: off).
         checkpoints: skill checkpoints directory (None: the shipped ones).
+        policies: per-family checkpoint directories that replace ``checkpoints`` for those families.
+        resolved_config: the full resolved config text to store as ``config.yaml`` (None: this dataclass).
     """
 
     instruction: str = "Go to the ball"
     intent: str | None = "go_to(ball)"
     schedule: list[ScheduledInstruction] = field(default_factory=lambda: [ScheduledInstruction(150, "Avoid the ball!", "avoid(ball)")])
-    planner: str = "llm"
-    model: str | None = None
-    model_cache: str | None = None
-    threads: int = 1
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
     seed: int = 0
-    ball_mode: str = "drift"
-    ball_speed: float = 0.3
     agent: AgentConfig = field(default_factory=lambda: AgentConfig(max_steps=300))
     workspace: str = "workspace"
     experiment: str = "demo"
+    run_dir: str | None = None
     stdin: bool = False
     http_port: int | None = None
     checkpoints: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.planner not in PLANNERS:
-            raise ValueError(f"planner={self.planner!r}; allowed: {', '.join(PLANNERS)}")
-
-
-def build_planner(cfg: RunConfig) -> Planner:
-    """The configured planner; the LLM loads here, before the episode starts, so a bad model fails early."""
-    if cfg.planner == "oracle":
-        from flexrl.planners.oracle import OraclePlanner
-
-        return OraclePlanner()
-    if cfg.planner == "random":
-        from flexrl.planners.oracle import RandomPlanner
-
-        return RandomPlanner(cfg.seed)
-    from flexrl.llm.transformers_backend import TransformersBackend
-    from flexrl.planners.llm_planner import LLMPlanner
-
-    return LLMPlanner(TransformersBackend(model=cfg.model, cache_dir=cfg.model_cache, threads=cfg.threads))
+    policies: dict[str, str] = field(default_factory=dict)
+    resolved_config: str | None = None
 
 
 def run_agent(
@@ -104,46 +86,31 @@ def run_agent(
 
     A Ctrl-C or SIGTERM ends the run as "interrupted", an exception as "failed"; both keep what was written.
     """
-    planner = planner or build_planner(cfg)
-    run = RunDir.create(cfg.workspace, cfg.experiment, cfg.seed)
-    write_text(run.path / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    env = ArenaEnv(ball_mode=cfg.ball_mode, ball_speed=cfg.ball_speed, render_mode="rgb_array" if cfg.agent.record_video else None)
+    planner = planner or build_planner(cfg.planner, cfg.llm, cfg.seed)
+    policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies)
+    env = ArenaEnv(spec=cfg.robot.spec(), ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
+                   render_mode="rgb_array" if cfg.agent.record_video else None)
     first = sanitise(cfg.instruction, "initial", cfg.intent).instruction
     schedule = [(s.step, sanitise(s.text, "schedule", s.intent).instruction) for s in cfg.schedule]
     channel = InstructionChannel(first, [(k, i) for k, i in schedule if i is not None],
                                  stdin=stdin if cfg.stdin else None, http_port=cfg.http_port)
+    path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.workspace) / cfg.experiment / new_run_id()
+    run = RunDir.create(path, cfg.experiment, cfg.seed, kind="run", planner=planner.name)
+    write_text(run.path / "config.yaml", cfg.resolved_config or yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     log = EventLog(run.path / "events.jsonl")
-    runner = AgentRunner(env, planner, PolicySet.load(cfg.checkpoints), channel, cfg.agent, log, on_decision, on_step)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
-    status = "failed"
     try:
-        summary = runner.run(cfg.seed)
-        if runner.video is not None:
-            summary["media"] = [str(p.relative_to(run.path)) for p in runner.video.save(run.path / "media" / "episode")]
-        summary["planner"] = planner.name
-        write_json(run.path / "metrics.json", summary)
-        status = "finished"
+        with recorded_status(run):
+            runner = AgentRunner(env, planner, policies, channel, cfg.agent, log, on_decision, on_step)
+            summary = runner.run(cfg.seed)
+            if runner.video is not None:
+                summary["media"] = [str(p.relative_to(run.path)) for p in runner.video.save(run.path / "media" / "episode")]
+            summary["planner"] = planner.name
+            write_json(run.path / "metrics.json", summary)
         return run, summary
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
     finally:
-        run.finish(status)
         log.close()
         channel.close()
         env.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def print_decision(write: Callable[[str], None] = print) -> Callable:

@@ -18,7 +18,7 @@ UNITS = {"m": 1.0, "dm": 10.0, "cm": 100.0}
 _BEARINGS = ["east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class EncoderConfig:
     """How the world is written down.
 

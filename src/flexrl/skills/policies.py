@@ -29,20 +29,32 @@ class PolicySet:
         return action
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, families: tuple[str, ...] = FAMILIES) -> "PolicySet":
+    def load(cls, directory: str | Path | None = None, families: tuple[str, ...] = FAMILIES,
+             sources: dict[str, str] | None = None) -> "PolicySet":
         """Load ``<family>.zip`` for each family from ``directory`` (default: the shipped checkpoints).
+
+        Args:
+            directory: a directory holding ``<family>.zip`` for every family.
+            families: the families to load.
+            sources: per-family directories that replace ``directory`` for those families, e.g.
+                ``{"reach": "workspace/skills/<run-id>/checkpoints"}`` from a ``flexrl train`` run.
 
         Raises:
             FileNotFoundError: one line naming the missing checkpoint and how to make it.
         """
         from stable_baselines3 import PPO
 
-        directory = Path(directory) if directory else pretrained_dir()
+        sources = sources or {}
+        unknown = sorted(set(sources) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"policies for unknown skill family {unknown[0]!r}; allowed: {', '.join(FAMILIES)}")
         models = {}
         for family in families:
-            path = directory / f"{family}.zip"
+            where = Path(sources[family]) if family in sources else Path(directory) if directory else pretrained_dir()
+            path = where / f"{family}.zip"
             if not path.is_file():
-                raise FileNotFoundError(f"no checkpoint for skill family {family!r} at {path}; train one with `flexrl train --out {directory}`")
+                raise FileNotFoundError(f"no checkpoint for skill family {family!r} at {path}; "
+                                        f"train one with `flexrl train skill={family}` (it writes <run>/checkpoints/{family}.zip)")
             models[family] = PPO.load(path, device="cpu")
         return cls(models)
 

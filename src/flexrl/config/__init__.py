@@ -1,0 +1,1 @@
+"""Hydra-facing configuration: schemas, resolvers and one-line config errors (entry points only)."""

@@ -1,0 +1,99 @@
+"""Typed schemas of the ``flexrl`` commands, registered in Hydra's ConfigStore.
+
+The library's own dataclasses are the schemas of the config groups (PPOConfig, SkillConfig, RobotConfig,
+EnvConfig, EncoderConfig inside AgentConfig, LLMConfig, PlannerConfig, ExperimentConfig, TrackingConfig),
+so each field is typed and documented once, where it is used. The values live in YAML config groups
+under ``flexrl/conf``. Only entry points (``flexrl.cli``) and this package import Hydra or OmegaConf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from flexrl.agent.runner import AgentConfig
+from flexrl.envs.config import EnvConfig, RobotConfig
+from flexrl.llm.config import LLMConfig
+from flexrl.planners.config import PlannerConfig
+from flexrl.runs.config import ExperimentConfig
+from flexrl.skills.training_run import TrainingRunConfig
+
+
+@dataclass
+class TrainAppConfig(TrainingRunConfig):
+    """``flexrl train``: one PPO training run of a skill family, in its own run directory.
+
+    Attributes:
+        resume: a run directory to continue from its last checkpoint, with the config stored there.
+    """
+
+    resume: Optional[str] = None
+
+
+@dataclass
+class RunAppConfig:
+    """``flexrl run``: one LLM-driven agent episode, in its own run directory.
+
+    Attributes:
+        env: ball behaviour.
+        robot: the agent's body.
+        llm: the LLM planner's model.
+        planner: which planner decides.
+        agent: episode settings; the ``encoder`` group fills ``agent.encoder``.
+        experiment: name, workspace, seed.
+        instruction: the first instruction.
+        intent: the skill call that fulfils it (read by the oracle and the judge; None: not judged).
+        schedule: instructions injected mid-run, "STEP:TEXT" or "STEP:TEXT => INTENT".
+        stdin: read live instructions from standard input.
+        http_port: accept POST /instruction on 127.0.0.1:PORT (None: off).
+        checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
+        policies: per-family checkpoint directories that replace ``checkpoints`` for those families,
+            e.g. ``+policies.avoid=workspace/default/<run-id>/checkpoints`` after ``flexrl train skill=avoid``.
+    """
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="demo"))
+    instruction: str = "Go to the ball"
+    intent: Optional[str] = "go_to(ball)"
+    schedule: list[str] = field(default_factory=lambda: ["150:Avoid the ball! => avoid(ball)"])
+    stdin: bool = False
+    http_port: Optional[int] = None
+    checkpoints: Optional[str] = None
+    policies: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EvalAppConfig:
+    """``flexrl eval``: skill success rates over seeded episodes.
+
+    Attributes:
+        experiment: name, workspace, seed (the first episode's seed).
+        skill: a skill name or "all".
+        episodes: episodes per skill.
+        checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
+        policies: per-family checkpoint directories that replace ``checkpoints`` for those families.
+        bar: exit non-zero when any skill's success rate is below this.
+    """
+
+    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="eval", seed=50_000))
+    skill: str = "all"
+    episodes: int = 100
+    checkpoints: Optional[str] = None
+    policies: dict[str, str] = field(default_factory=dict)
+    bar: float = 0.95
+
+
+SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunAppConfig, "eval": EvalAppConfig}
+
+
+def register() -> None:
+    """Store each command's schema as ``<command>_schema``; its YAML lists it first in its defaults."""
+    cs = ConfigStore.instance()
+    for name, schema in SCHEMAS.items():
+        cs.store(name=f"{name}_schema", node=schema)

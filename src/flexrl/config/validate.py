@@ -1,0 +1,126 @@
+"""Compose a command's config before Hydra runs it, and turn any config error into one clear line.
+
+Hydra reports a bad override as a multi-line message with a hint about HYDRA_FULL_ERROR; users need the
+key, the bad value and what is allowed. Composition with Hydra's own ``compose()`` catches every config
+error (unknown key, wrong type, unknown group option, missing value) before any work starts.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+CONFIG_MODULE = "flexrl.conf"
+
+
+class ConfigError(ValueError):
+    """A configuration error, with a one-line message naming the key and what is allowed."""
+
+
+def _first_value(override) -> str:
+    """One concrete value of a sweep override, so the sweep's keys and types can be checked."""
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return next(override.sweep_string_iterator())
+    if isinstance(value, RangeSweep):
+        return str(value.start)
+    if isinstance(value, IntervalSweep):
+        return str(value.start)
+    return override.get_value_element_as_str()
+
+
+def concrete_overrides(overrides: list[str]) -> list[str]:
+    """The overrides with each sweep replaced by one of its values."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as err:
+        raise ConfigError(f"bad override: {_first_line(str(err))}") from None
+    out = []
+    for o in parsed:
+        if o.is_sweep_override():
+            prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(o.type.name, "")
+            out.append(f"{prefix}{o.get_key_element()}={_first_value(o)}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def compose_checked(command: str, overrides: list[str]) -> DictConfig:
+    """Compose ``command``'s config with ``overrides``; raise ConfigError (one line) on any problem."""
+    concrete = concrete_overrides(overrides)
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        try:
+            cfg = compose(config_name=command, overrides=concrete, return_hydra_config=True)
+        except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException) as err:
+            raise ConfigError(_explain(err, command)) from None
+        job = job_config(cfg)
+        missing = sorted(OmegaConf.missing_keys(job))
+        if missing:
+            raise ConfigError(f"missing value for {missing[0]!r}; set it on the command line: {missing[0]}=...")
+        try:
+            OmegaConf.resolve(job)
+        except OmegaConfBaseException as err:
+            raise ConfigError(_explain(err, command)) from None
+        return cfg
+
+
+def job_config(cfg: DictConfig) -> DictConfig:
+    """A copy of a composed config without its ``hydra`` node, keeping its schema type."""
+    job = cfg.copy()
+    with open_dict(job):
+        job.pop("hydra", None)
+    return job
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (needs an initialised Hydra)."""
+    return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _explain(err: BaseException, command: str) -> str:
+    cause = err
+    while not isinstance(cause, (ConfigKeyError, ConfigAttributeError, ValidationError)):
+        nxt = cause.__cause__ or cause.__context__
+        if nxt is None:
+            break
+        cause = nxt
+    text = str(err)
+    found = re.search(r"Could not find '([^']+)'", text)
+    if isinstance(err, MissingConfigException) and found:
+        group, _, option = found.group(1).rpartition("/")
+        if group:
+            return f"unknown option {group}={option}; allowed: {', '.join(group_options(group))}"
+        return f"unknown config {option!r} in {command}"
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        key = getattr(cause, "full_key", None) or _quoted(text)
+        parent = key.rpartition(".")[0]
+        return f"unknown key {key!r}; allowed keys{' of ' + parent if parent else ''}: {', '.join(_keys(command, parent))}"
+    if isinstance(cause, ValidationError):
+        key = getattr(cause, "full_key", "?")
+        return f"bad value for {key!r}: {_first_line(cause.msg if hasattr(cause, 'msg') else str(cause))}"
+    if "Could not override" in text or "Could not append" in text:
+        return _first_line(text) + " " + " ".join(line.strip() for line in text.splitlines()[1:2])
+    return _first_line(text)
+
+
+def _quoted(text: str) -> str:
+    found = re.search(r"'([^']+)'", text)
+    return found.group(1) if found else "?"
+
+
+def _keys(command: str, parent: str) -> list[str]:
+    cfg = compose(config_name=command)
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return sorted(str(k) for k in node) if isinstance(node, DictConfig) else []

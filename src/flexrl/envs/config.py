@@ -1,0 +1,56 @@
+"""Plain configuration of the arena and the agent's body, as entry points pass them in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flexrl.envs.arena_model import ArenaSpec
+
+ROBOTS = ("orb",)
+
+
+@dataclass
+class EnvConfig:
+    """The arena's ball behaviour in agent runs.
+
+    Attributes:
+        ball_mode: "still", "drift", "chase" or "random" (one of the others per episode).
+        ball_speed: speed of a moving ball, m/s.
+    """
+
+    ball_mode: str = "drift"
+    ball_speed: float = 0.3
+
+    def __post_init__(self) -> None:
+        from flexrl.envs.arena_env import BALL_MODES
+
+        if self.ball_mode not in (*BALL_MODES, "random"):
+            raise ValueError(f"ball_mode={self.ball_mode!r}; allowed: {', '.join((*BALL_MODES, 'random'))}")
+        if not 0 <= self.ball_speed <= 5:
+            raise ValueError(f"ball_speed={self.ball_speed!r}; allowed: 0 to 5 m/s")
+
+
+@dataclass
+class RobotConfig:
+    """The agent's body. Only the orb exists; the shipped skills were trained with these values.
+
+    Attributes:
+        name: body model ("orb": a sphere on two slide joints driven by two planar motors).
+        radius: metres.
+        force: newtons at action magnitude 1 on each axis.
+        damping: linear damping of the slide joints; with ``force`` it sets the top speed.
+    """
+
+    name: str = "orb"
+    radius: float = 0.1
+    force: float = 6.0
+    damping: float = 4.0
+
+    def spec(self) -> ArenaSpec:
+        """The arena spec with this body."""
+        if self.name not in ROBOTS:
+            raise ValueError(f"robot name={self.name!r}; allowed: {', '.join(ROBOTS)}")
+        for key in ("radius", "force", "damping"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"robot {key}={getattr(self, key)!r}; allowed: a positive number")
+        return ArenaSpec(agent_radius=self.radius, agent_force=self.force, agent_damping=self.damping)

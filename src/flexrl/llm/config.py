@@ -1,0 +1,64 @@
+"""Plain configuration of the planner's language model, and the backend it builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from flexrl.llm.base import LLMBackend
+
+BACKENDS = ("transformers", "openai_compat")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class LLMConfig:
+    """Which language model the LLM planner uses, and how it is reached.
+
+    Attributes:
+        backend: "transformers" (in process) or "openai_compat" (an OpenAI-compatible server).
+        model: Hugging Face directory or .gguf file (transformers), or the served model's name;
+            None: the embedded SmolLM2-135M-Instruct.
+        cache_dir: where dequantised GGUF weights are cached (None: ~/.cache/flexrl/models).
+        dtype: "float32", "bfloat16" or "float16".
+        device: torch device of the transformers backend ("cpu", "cuda", "cuda:1").
+        threads: torch threads (1: the model shares the CPU with simulation).
+        base_url: server URL of the openai_compat backend (e.g. http://127.0.0.1:8000/v1).
+        api_key_env: environment variable holding the server's API key (never the key itself).
+        timeout_s: seconds before a request counts as failed.
+        retries: extra attempts after a failed request.
+        fallback: what a run does while the LLM is failing: "keep" (keep the running skill) or
+            "embedded" (ask the embedded local model instead).
+    """
+
+    backend: str = "transformers"
+    model: Optional[str] = None
+    cache_dir: Optional[str] = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    threads: int = 1
+    base_url: Optional[str] = None
+    api_key_env: Optional[str] = None
+    timeout_s: float = 10.0
+    retries: int = 2
+    fallback: str = "keep"
+
+    def validate(self) -> None:
+        """Raise a one-line ValueError naming a bad value and what is allowed."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f"llm backend={self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"llm dtype={self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        if self.threads < 1:
+            raise ValueError(f"llm threads={self.threads!r}; allowed: a positive integer")
+
+
+def build_backend(cfg: LLMConfig) -> LLMBackend:
+    """Load or connect the configured backend (a missing model fails here, before any episode)."""
+    cfg.validate()
+    if cfg.backend == "transformers":
+        from flexrl.llm.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model=cfg.model, cache_dir=cfg.cache_dir, dtype=cfg.dtype, device=cfg.device,
+                                   threads=cfg.threads)
+    raise ValueError(f"llm backend={cfg.backend!r} is not available yet; allowed: transformers")
