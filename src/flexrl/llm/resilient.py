@@ -98,6 +98,9 @@ class ResilientBackend:
         on_fault: called with every :class:`LLMFault`; its own errors are logged, not raised.
         clock: monotonic time in seconds (for tests).
         sleep: waits between attempts (for tests).
+
+    Attributes:
+        circuit: the breaker's state: "closed", "open" or "half_open".
     """
 
     def __init__(
@@ -112,12 +115,16 @@ class ResilientBackend:
         self.primary, self.fallback = primary, fallback
         self.config = config or ResilienceConfig()
         self.on_fault, self._clock, self._sleep = on_fault, clock, sleep
-        self.name = primary.name
         self.circuit = "closed"
         self._failures = 0
         self._opened_at = 0.0
         self._abandoned: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The primary's name (a served backend learns its model's name on first use)."""
+        return self.primary.name
 
     def chat_prompt(self, system: str, user: str) -> str:
         """The primary's rendering (the fallback scores the same text, whatever its own template)."""

@@ -136,6 +136,7 @@ class ServedModel:
         self.context_tokens = int(getattr(self.backend._model.config, "max_position_embeddings", 2048))
         scorer = BatchScorer(self.backend, prompt_logprobs=True, cache_tokens=config.prefix_cache_tokens)
         self.batcher = MicroBatcher(scorer, max_batch=config.max_batch, wait_s=config.batch_wait_ms / 1e3)
+        self._pieces: dict[int, str] = {}
 
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """Token ids of ``text`` (no special tokens added) and each token's start offset in it."""
@@ -145,8 +146,11 @@ class ServedModel:
         return enc["input_ids"], [start for start, _ in enc["offset_mapping"]]
 
     def piece(self, token: int) -> str:
-        """The text of one token."""
-        return self.tokenizer.decode([token])
+        """The text of one token (memoised: an echoed answer names thousands of tokens)."""
+        text = self._pieces.get(token)
+        if text is None:
+            text = self._pieces[token] = self.tokenizer.decode([token])
+        return text
 
     def close(self) -> None:
         """Stop the batcher's worker."""
