@@ -65,7 +65,8 @@ def test_sweep_overrides_are_checked_value_by_value():
     ("run", "planner=llmm", ["unknown option planner=llmm", "llm, oracle, random"]),
     ("run", "agent.max_step=3", ["unknown key 'agent.max_step'", "max_steps"]),
     ("run", "hydra/launcher=nope", ["hydra/launcher=nope", "joblib"]),
-    ("train", "ppo.learning_rate", ["bad override"]),
+    ("train", "ppo.learning_rate", ["Error parsing override 'ppo.learning_rate'"]),
+    ("run", "intent=go_to(red_pad)", ["Unknown function 'go_to'", "quote values"]),
 ])
 def test_config_errors_are_one_clear_line(command, override, expected, capsys):
     assert main([command, override]) == 2

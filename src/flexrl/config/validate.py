@@ -41,7 +41,10 @@ def concrete_overrides(overrides: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as err:
-        raise ConfigError(f"bad override: {_first_line(str(err))}") from None
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        detail = lines[1].split(": ", 1)[-1] if len(lines) > 1 else "not key=value"
+        raise ConfigError(f"{lines[0] if lines else 'bad override'}: {detail}; quote values that hold "
+                          "parentheses, commas or brackets, e.g. 'intent=\"go_to(red_pad)\"'") from None
     out = []
     for o in parsed:
         if o.is_sweep_override():
