@@ -18,9 +18,10 @@ COMMANDS = {
     "train": "train a skill policy family with PPO in a run directory (Hydra app; -m for sweeps)",
     "run": "run the LLM-driven agent for one episode: the demo (Hydra app)",
     "eval": "measure skill success rates over seeded episodes (Hydra app)",
+    "bench": "the instruction-following benchmark: task suite x planners -> report (Hydra app)",
     "runs": "list, show and compare runs in the workspace",
 }
-HYDRA_APPS = ("train", "run", "eval")
+HYDRA_APPS = ("train", "run", "eval", "bench")
 USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
 
 
@@ -137,7 +138,72 @@ def _eval(cfg) -> float:
     return min(success.values())
 
 
-WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval}
+def _bench(cfg) -> dict:
+    import time
+
+    import torch
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    from flexrl.bench.evaluate import evaluate
+    from flexrl.bench.report import summarise, write_report
+    from flexrl.bench.tasks import CATEGORIES, default_suite, load_tasks
+    from flexrl.config.schema import BenchAppConfig
+    from flexrl.planners.config import PLANNERS, PlannerConfig, build_planner
+    from flexrl.runs.atomic import write_text
+    from flexrl.runs.run_dir import recorded_status
+    from flexrl.skills.policies import PolicySet
+
+    settings: BenchAppConfig = OmegaConf.to_object(cfg)
+    for name in settings.baselines:
+        if name not in PLANNERS:
+            raise ValueError(f"baselines entry {name!r}; allowed: {', '.join(PLANNERS)}")
+    bad = [c for c in settings.suite.categories if c not in CATEGORIES]
+    if bad:
+        raise ValueError(f"suite.categories entry {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
+    if settings.episodes < 1 or settings.n_envs < 1:
+        raise ValueError(f"episodes={settings.episodes}, n_envs={settings.n_envs}; allowed: positive integers")
+    tasks, errors = load_tasks(settings.suite.files or [default_suite()])
+    for line in errors:
+        print(f"flexrl bench: skipped: {line}", file=sys.stderr)
+    unknown = sorted(set(settings.suite.tasks) - {t.id for t in tasks})
+    if unknown:
+        raise ValueError(f"suite.tasks entry {unknown[0]!r} is not a loaded task; see `flexrl bench --cfg job` and the suite files")
+    tasks = [t for t in tasks if (not settings.suite.tasks or t.id in settings.suite.tasks)
+             and (not settings.suite.categories or t.category in settings.suite.categories)]
+    if not tasks:
+        raise ValueError("no task left to run after loading and filtering the suite")
+    torch.set_num_threads(1)
+    policies = PolicySet.load()
+    run = _create_run(settings.experiment, kind="bench")
+    write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    seeds = list(range(settings.first_seed, settings.first_seed + settings.episodes))
+    names = [*dict.fromkeys([*settings.baselines, settings.planner.name])]
+    summaries, episodes = [], {}
+    with recorded_status(run):
+        for name in names:
+            planner_cfg = settings.planner if name == settings.planner.name else PlannerConfig(name)
+            planner = build_planner(planner_cfg, settings.llm, seed=settings.first_seed)
+            label = planner.name if name != "llm" else f"llm ({getattr(planner.backend, 'name', 'model')})"
+            bar = tqdm(total=len(tasks) * len(seeds), desc=f"bench {name}", unit="ep", disable=not sys.stderr.isatty())
+            start = time.perf_counter()
+            results = evaluate(tasks, seeds, planner, policies, n_envs=settings.n_envs, batched=settings.batched,
+                               encoder=settings.agent.encoder, events_dir=run.path / "events" / name,
+                               on_episode=lambda _: bar.update())
+            bar.close()
+            summaries.append(summarise(label, results, time.perf_counter() - start))
+            episodes[label] = results
+            s = summaries[-1]
+            print(f"{label}: success {s['overall']['success']:.1%} (solvable {s['solvable']['success']:.1%}) over "
+                  f"{s['episodes']} episodes; invalid {s['invalid_decisions']}/{s['decisions']}; "
+                  f"{s['episodes_per_minute']} episodes/min")
+        paths = write_report(run.path, summaries, episodes)
+    print(paths["markdown"].read_text())
+    print(f"report: {paths['markdown']}, {paths['json']}, {paths['png']}")
+    return {"run": str(run.path), "summaries": summaries}
+
+
+WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval, "bench": _bench}
 
 
 # ------------------------------------------------------------------------------------------ plumbing

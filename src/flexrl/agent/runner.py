@@ -7,9 +7,10 @@ failure never stops the run: the runner keeps the current skill (or stops) and l
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 
@@ -55,6 +56,21 @@ class AgentConfig:
             raise ValueError(f"redecide_on={bad}; allowed: {', '.join(WORLD_EVENTS)}")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
             raise ValueError(f"max_steps={self.max_steps!r}; allowed: a positive integer")
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """The episode needs a decision for this context."""
+
+    context: PlanContext
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """The episode needs the action of policy family ``family`` for ``policy_input``."""
+
+    family: str
+    policy_input: np.ndarray
 
 
 @dataclass
@@ -109,30 +125,35 @@ class AgentRunner:
         self.reactions: list[dict] = []
 
     # ------------------------------------------------------------------------------ decisions
-    def _decide(self, step: int, world, current: ActiveSkill | None, reason: str) -> tuple[ActiveSkill, Decision]:
-        tracker_events = self.tracker.recent
-        observation = encode(world, self.config.encoder, tracker_events)
-        context = PlanContext(world, observation, tuple(self.instructions), tuple(candidate_calls(world)),
-                              current.call if current else None, step)
-        start = time.perf_counter()
-        try:
-            decision = self.planner.decide(context)
-            if decision.call not in context.candidates:
-                self.invalid_decisions += 1
-                raise InvalidDecisionError(f"{decision.call} is not a valid skill call here")
-        except Exception as err:  # an LLM failure never crashes a run
+    def _context(self, step: int, world, current: ActiveSkill | None) -> PlanContext:
+        observation = encode(world, self.config.encoder, self.tracker.recent)
+        return PlanContext(world, observation, tuple(self.instructions), tuple(candidate_calls(world)),
+                           current.call if current else None, step)
+
+    def _apply(self, step: int, context: PlanContext, outcome: Decision | BaseException, latency_ms: float,
+               current: ActiveSkill | None, reason: str) -> ActiveSkill:
+        """Validate the planner's outcome (a decision or the error it raised) and start its skill.
+
+        An error or an invalid call never crashes a run: the running skill is kept (or ``stop``).
+        """
+        decision = outcome if isinstance(outcome, Decision) else None
+        error = outcome if isinstance(outcome, BaseException) else None
+        if decision is not None and decision.call not in context.candidates:
+            self.invalid_decisions += 1
+            error = InvalidDecisionError(f"{decision.call} is not a valid skill call here")
+        if error is not None:
             keep = current.call if current and current.call in context.candidates else SkillCall("stop")
-            decision = Decision(keep, {}, (time.perf_counter() - start) * 1e3, self.planner.name, fallback=f"{type(err).__name__}: {err}")
+            decision = Decision(keep, {}, latency_ms, self.planner.name, fallback=f"{type(error).__name__}: {error}")
             self.log.emit("fallback", step, error=decision.fallback, kept=str(keep))
         self.decisions.append(decision)
         self.log.emit("decision", step, reason=reason, instruction=context.instruction.text if context.instruction else None,
-                      observation=observation, call=str(decision.call), scores=decision.scores, margin=decision.margin,
+                      observation=context.observation, call=str(decision.call), scores=decision.scores, margin=decision.margin,
                       latency_ms=round(decision.latency_ms, 2), planner=decision.planner, tokens=decision.tokens)
         if self.on_decision:
             self.on_decision(step, context, decision)
-        active = start_skill(decision.call, world)
+        active = start_skill(decision.call, context.world)
         self.log.emit("skill_start", step, call=str(decision.call))
-        return active, decision
+        return active
 
     def _receive(self, step: int, world) -> list[dict]:
         """Take new instructions; returns pending reaction records (filled when the next skill starts)."""
@@ -158,11 +179,35 @@ class AgentRunner:
 
     # ------------------------------------------------------------------------------ the loop
     def run(self, seed: int, reset_options: dict | None = None) -> dict:
-        """Run one episode; returns the summary (also logged)."""
+        """Run one episode, deciding with the planner and acting with the policies; returns the summary."""
+        episode = self.episode(seed, reset_options)
+        request = next(episode)
+        while True:
+            try:
+                if isinstance(request, DecisionRequest):
+                    start = time.perf_counter()
+                    try:
+                        outcome: Decision | BaseException = self.planner.decide(request.context)
+                    except Exception as err:  # an LLM failure never crashes a run
+                        outcome = err
+                    request = episode.send((outcome, (time.perf_counter() - start) * 1e3))
+                else:
+                    request = episode.send(self.policies.act(request.family, request.policy_input))
+            except StopIteration as done:
+                return done.value
+
+    def episode(self, seed: int, reset_options: dict | None = None) -> Generator[DecisionRequest | ActionRequest, Any, dict]:
+        """One episode as a generator, so a driver can batch decisions and actions across many episodes.
+
+        Yields a :class:`DecisionRequest` (send back ``(decision or exception, latency_ms)``) whenever the
+        planner must decide, and an :class:`ActionRequest` (send back the action) every control step.
+        Returns the summary.
+        """
         self.env.reset(seed=seed, options=reset_options)
         self.tracker = EventTracker(pad_radius=self.env.spec_.pad_radius)
         world = self.env.world_state()
         self.tracker.update(world)
+        self.trajectory = [world]
         active: ActiveSkill | None = None
         redecide = "start"
         step = 0
@@ -171,16 +216,21 @@ class AgentRunner:
             if pending:
                 redecide = "instruction"
             if active is None or redecide:
-                active, _ = self._decide(step, world, active, redecide or "skill_end")
+                context = self._context(step, world, active)
+                outcome, latency_ms = yield DecisionRequest(context)
+                if isinstance(outcome, Decision):
+                    outcome = dataclasses.replace(outcome, latency_ms=latency_ms)
+                active = self._apply(step, context, outcome, latency_ms, active, redecide or "skill_end")
                 now = time.perf_counter()
                 for p in pending:
                     rec = {"text": p["text"], "steps": step - p["arrival_step"], "wall_ms": round((now - p["arrival_wall"]) * 1e3, 2)}
                     self.reactions.append(rec)
                     self.log.emit("reaction", step, **rec)
                 redecide = None
-            action = self.policies.act(active.policy, active.policy_input(world))
+            action = yield ActionRequest(active.policy, active.policy_input(world))
             _, _, terminated, _, info = self.env.step(action)
             world = self.env.world_state()
+            self.trajectory.append(world)
             for seg in self.segments[-1:]:
                 if seg.judge is not None and seg.judge.update(world) is Status.SUCCESS:
                     seg.reached = True

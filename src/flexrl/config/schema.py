@@ -89,7 +89,51 @@ class EvalAppConfig:
     bar: float = 0.95
 
 
-SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunAppConfig, "eval": EvalAppConfig}
+@dataclass
+class SuiteConfig:
+    """Which benchmark tasks run.
+
+    Attributes:
+        files: task files (YAML); empty: the suite shipped with flexrl.
+        tasks: only these task ids (empty: all).
+        categories: only these categories (empty: all).
+    """
+
+    files: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchAppConfig:
+    """``flexrl bench``: the instruction-following benchmark, one report per run directory.
+
+    Attributes:
+        planner: the planner under test.
+        llm: its model, when it is the LLM planner.
+        baselines: reference planners evaluated into the same report ("oracle", "random").
+        suite: the tasks.
+        agent: episode settings; only ``agent.encoder`` is used (task files set the episode length).
+        episodes: seeded episodes per task.
+        first_seed: seed of each task's first episode.
+        n_envs: environments stepped together in batched mode.
+        batched: batch decisions and actions across environments (False: one episode after another).
+        experiment: name, workspace.
+    """
+
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    baselines: list[str] = field(default_factory=lambda: ["oracle", "random"])
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    episodes: int = 5
+    first_seed: int = 1000
+    n_envs: int = 16
+    batched: bool = True
+    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="bench"))
+
+
+SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunAppConfig, "eval": EvalAppConfig, "bench": BenchAppConfig}
 
 
 def register() -> None:

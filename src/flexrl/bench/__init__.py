@@ -1,0 +1,1 @@
+"""The instruction-following benchmark: task suites (YAML), success predicates, batched evaluation, reports."""
