@@ -20,6 +20,8 @@ COMMANDS = {
     "eval": "measure skill success rates over seeded episodes (Hydra app)",
     "bench": "the instruction-following benchmark: task suite x planners -> report (Hydra app)",
     "runs": "list, show and compare runs in the workspace",
+    "serve": "serve a local model through an OpenAI-compatible API on 127.0.0.1 (batched)",
+    "infer": "one prompt through any backend: score options or generate",
 }
 HYDRA_APPS = ("train", "run", "eval", "bench")
 USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
@@ -301,6 +303,39 @@ def _runs(args: list[str]) -> int:
     return 0
 
 
+def _serve(args: list[str]) -> int:
+    from flexrl.llm.server import main as serve_main
+
+    return serve_main(args)
+
+
+def _infer(args: list[str]) -> int:
+    from flexrl.llm.config import BACKENDS, LLMConfig, build_backend
+    from flexrl.llm.infer import infer
+
+    p = argparse.ArgumentParser(prog="flexrl infer", description=COMMANDS["infer"])
+    p.add_argument("text", help="the user message (the whole prompt with --raw)")
+    p.add_argument("--option", action="append", dest="options", help="a candidate answer to score (repeatable)")
+    p.add_argument("--system", default="", help="system message")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--raw", action="store_true", help="no chat template")
+    p.add_argument("--backend", choices=BACKENDS, default="transformers")
+    p.add_argument("--model", default=None, help="local model (transformers) or served model name (openai_compat)")
+    p.add_argument("--base-url", default=None, help="server URL for openai_compat, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(args)
+    from flexrl.llm.base import LLMError
+
+    try:
+        backend = build_backend(LLMConfig(backend=a.backend, model=a.model, base_url=a.base_url, threads=a.threads))
+        result = infer(backend, a.text, a.system, a.options, a.max_new_tokens, raw=a.raw)
+    except LLMError as err:
+        print(f"flexrl infer: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(result.lines()))
+    return 0
+
+
 def _help() -> str:
     width = max(map(len, COMMANDS))
     lines = [USAGE, "", "An LLM composes PPO-trained MuJoCo skills.", "", "commands:"]
@@ -324,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_hydra_app(name, rest)
         if name == "runs":
             return _runs(rest)
+        if name == "serve":
+            return _serve(rest)
+        if name == "infer":
+            return _infer(rest)
         raise UsageError(f"unknown command {name!r}; allowed: {', '.join(COMMANDS)}")
     except (UsageError, ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
         print(f"flexrl {name}: {err}", file=sys.stderr)

@@ -123,6 +123,7 @@ class AgentRunner:
         self.decisions: list[Decision] = []
         self.invalid_decisions = 0
         self.reactions: list[dict] = []
+        self.step = 0  # the control step being run (for hooks that log, e.g. LLM faults)
 
     # ------------------------------------------------------------------------------ decisions
     def _context(self, step: int, world, current: ActiveSkill | None) -> PlanContext:
@@ -212,6 +213,7 @@ class AgentRunner:
         redecide = "start"
         step = 0
         for step in range(self.config.max_steps):
+            self.step = step
             pending = self._receive(step, world)
             if pending:
                 redecide = "instruction"

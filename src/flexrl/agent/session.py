@@ -101,6 +101,9 @@ def run_agent(
     try:
         with recorded_status(run):
             runner = AgentRunner(env, planner, policies, channel, cfg.agent, log, on_decision, on_step)
+            backend = getattr(planner, "backend", None)
+            if hasattr(backend, "on_fault") and backend.on_fault is None:  # a resilient backend: faults become events
+                backend.on_fault = lambda fault: log.emit("llm_fault", runner.step, **fault.fields())
             summary = runner.run(cfg.seed)
             if runner.video is not None:
                 summary["media"] = [str(p.relative_to(run.path)) for p in runner.video.save(run.path / "media" / "episode")]

@@ -9,6 +9,7 @@ from flexrl.llm.base import LLMBackend
 
 BACKENDS = ("transformers", "openai_compat")
 DTYPES = ("float32", "bfloat16", "float16")
+FALLBACKS = ("keep", "embedded")
 
 
 @dataclass
@@ -54,11 +55,35 @@ class LLMConfig:
 
 
 def build_backend(cfg: LLMConfig) -> LLMBackend:
-    """Load or connect the configured backend (a missing model fails here, before any episode)."""
+    """Load or connect the configured backend (a missing model fails here, before any episode).
+
+    A served backend is wrapped in :class:`~flexrl.llm.resilient.ResilientBackend` (deadline, retries,
+    circuit breaker); with ``fallback="embedded"`` the embedded local model answers while the server fails,
+    with ``"keep"`` the error reaches the runner, which keeps the running skill. Set the wrapper's
+    ``on_fault`` to record faults (``flexrl run`` writes them as ``llm_fault`` events).
+    """
     cfg.validate()
     if cfg.backend == "transformers":
         from flexrl.llm.transformers_backend import TransformersBackend
 
         return TransformersBackend(model=cfg.model, cache_dir=cfg.cache_dir, dtype=cfg.dtype, device=cfg.device,
                                    threads=cfg.threads)
-    raise ValueError(f"llm backend={cfg.backend!r} is not available yet; allowed: transformers")
+    import os
+
+    from flexrl.llm.openai_compat import OpenAICompatBackend
+    from flexrl.llm.resilient import ResilienceConfig, ResilientBackend
+
+    if not cfg.base_url:
+        raise ValueError("llm.base_url is not set; the openai_compat backend needs the server's URL, e.g. http://127.0.0.1:8000/v1")
+    if cfg.fallback not in FALLBACKS:
+        raise ValueError(f"llm fallback={cfg.fallback!r}; allowed: {', '.join(FALLBACKS)}")
+    key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+    if cfg.api_key_env and not key:
+        raise ValueError(f"llm.api_key_env={cfg.api_key_env!r} names an environment variable that is not set")
+    primary = OpenAICompatBackend(cfg.base_url, model=cfg.model, api_key=key, timeout=cfg.timeout_s)
+    fallback = None
+    if cfg.fallback == "embedded":
+        from flexrl.llm.transformers_backend import TransformersBackend
+
+        fallback = TransformersBackend(threads=cfg.threads)
+    return ResilientBackend(primary, fallback, ResilienceConfig(call_timeout_s=cfg.timeout_s, retries=cfg.retries))
