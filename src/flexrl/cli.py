@@ -22,6 +22,7 @@ COMMANDS = {
     "runs": "list, show and compare runs in the workspace",
     "serve": "serve a local model through an OpenAI-compatible API on 127.0.0.1 (batched)",
     "infer": "one prompt through any backend: score options or generate",
+    "k8s": "submit, inspect and follow training, sweep and serving jobs on Kubernetes",
 }
 HYDRA_APPS = ("train", "run", "eval", "bench")
 USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
@@ -363,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(rest)
         if name == "infer":
             return _infer(rest)
+        if name == "k8s":
+            from flexrl.deploy.k8s_cli import k8s_main
+
+            return k8s_main(rest)
         raise UsageError(f"unknown command {name!r}; allowed: {', '.join(COMMANDS)}")
     except (UsageError, ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
         print(f"flexrl {name}: {err}", file=sys.stderr)
