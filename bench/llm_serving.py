@@ -10,6 +10,8 @@ agent's prompt (a real arena layout and observation; calibration is per planner,
 
 The bar: with 16 concurrent agents, served decision throughput >= 4x that of the same 16 requests
 sent one after another (served, batch size 1). One untimed round first fills the prefix caches.
+Besides wall time, the model's CPU time per decision is reported (this process's, or the server
+process's): on a shared machine it moves much less with other people's load than wall time does.
 
 Usage: HF_HUB_OFFLINE=1 MUJOCO_GL=egl .venv/bin/python bench/llm_serving.py [--rounds 2] [--threads 1]
 """
@@ -66,6 +68,21 @@ def planner_requests(backend: TransformersBackend, seeds: range) -> list[ScoreRe
     return out
 
 
+def pass_costs(backend: TransformersBackend, sizes=(16, 64, 128, 512, 2048)) -> dict[int, float]:
+    """CPU ms per token of one plain forward pass over ``n`` tokens: whether bigger passes are cheaper per token."""
+    import torch
+
+    costs = {}
+    with torch.inference_mode():
+        for n in sizes:
+            ids = torch.randint(0, 1000, (1, n))
+            backend._model.model(input_ids=ids)
+            start = time.process_time()
+            backend._model.model(input_ids=ids)
+            costs[n] = (time.process_time() - start) * 1e3 / n
+    return costs
+
+
 def start_server(threads: int) -> tuple[subprocess.Popen, str]:
     """`python -m flexrl.llm.server` on a free port; returns the process and its URL once it accepts connections."""
     proc = subprocess.Popen([sys.executable, "-m", "flexrl.llm.server", "--port", "0", "--threads", str(threads)],
@@ -102,19 +119,31 @@ def run_round(kind: str, requests: list[ScoreRequest], ctx: dict) -> list[float]
         return list(pool.map(one, range(len(requests))))
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of this process, or of process ``pid`` (from /proc)."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(kind: str, size: int, rounds: int, ctx: dict) -> dict:
-    """Decisions/s and latency percentiles over ``rounds`` timed rounds of ``size`` agents (after one warm-up)."""
-    latencies, wall = [], 0.0
+    """Decisions/s, latency percentiles and CPU ms per decision over ``rounds`` timed rounds of ``size`` agents."""
+    latencies, wall, cpu = [], 0.0, 0.0
+    pid = ctx["server_pid"] if kind.startswith("served") else None
     for round_ in range(rounds + 1):
         requests = planner_requests(ctx["local"], range(ctx["next_seed"], ctx["next_seed"] + size))
         ctx["next_seed"] += size
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds(pid)
         lat = run_round(kind, requests, ctx)
         if round_:  # round 0 warms the caches
             wall += time.perf_counter() - start
+            cpu += cpu_seconds(pid) - start_cpu
             latencies += lat
     q = statistics.quantiles(latencies, n=20, method="inclusive") if len(latencies) > 1 else latencies * 19
-    return {"kind": kind, "size": size, "per_s": len(latencies) / wall, "p50": statistics.median(latencies), "p95": q[18]}
+    return {"kind": kind, "size": size, "per_s": len(latencies) / wall, "p50": statistics.median(latencies), "p95": q[18],
+            "cpu_ms": cpu * 1e3 / len(latencies)}
 
 
 def main() -> None:
@@ -127,16 +156,19 @@ def main() -> None:
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     local = TransformersBackend(threads=args.threads)
-    ctx = {"local": local, "scorer": BatchScorer(local), "next_seed": 0}
+    ctx = {"local": local, "scorer": BatchScorer(local), "next_seed": 0, "server_pid": None}
     sample = planner_requests(local, range(1000, 1004))
     rest = [len(local._encode(r.prompt[len(r.cache_prefix):])) for r in sample]
     print(f"model {local.name}, {args.threads} torch thread(s); per decision: {len(sample[0].options)} options, "
           f"cached prefix ~{len(local._encode(sample[0].cache_prefix))} tokens, ~{statistics.mean(rest):.0f} new prompt tokens")
+    costs = pass_costs(local)
+    print("one forward pass, CPU ms per token: " + ", ".join(f"{n} tokens {c:.2f}" for n, c in costs.items()), flush=True)
     results = []
     server = None
     try:
         if "served" in args.backends:
             server, url = start_server(args.threads)
+            ctx["server_pid"] = server.pid
             ctx["clients"] = [OpenAICompatBackend(url, timeout=600) for _ in range(max(args.sizes))]
         for kind in args.backends:
             for size in args.sizes:
@@ -146,23 +178,27 @@ def main() -> None:
                 for k in kinds:
                     results.append(measure(k, size, args.rounds, ctx))
                     r = results[-1]
-                    print(f"{r['kind']:<18} B={size:<3} {r['per_s']:6.2f} decisions/s  p50 {r['p50']:7.0f} ms  p95 {r['p95']:7.0f} ms",
-                          flush=True)
+                    print(f"{r['kind']:<18} B={size:<3} {r['per_s']:6.2f} decisions/s  p50 {r['p50']:7.0f} ms  "
+                          f"p95 {r['p95']:7.0f} ms  cpu {r['cpu_ms']:5.0f} ms/decision", flush=True)
     finally:
         if server is not None:
             server.terminate()
             server.wait(30)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"\n{'backend':<18}{'B':>4}{'decisions/s':>13}{'p50 ms':>9}{'p95 ms':>9}")
+    print(f"\n| backend | B | decisions/s | p50 ms | p95 ms | model CPU ms/decision |\n|---|---|---|---|---|---|")
     for r in results:
-        print(f"{r['kind']:<18}{r['size']:>4}{r['per_s']:>13.2f}{r['p50']:>9.0f}{r['p95']:>9.0f}")
-    seq = [r["per_s"] for r in results if r["kind"] == "served-sequential" and r["size"] == BAR_AGENTS]
-    conc = [r["per_s"] for r in results if r["kind"] == "served-concurrent" and r["size"] == BAR_AGENTS]
-    if seq and conc:
-        ratio = statistics.mean(conc) / statistics.mean(seq)
-        verdict = "met" if ratio >= BAR_RATIO else "NOT met"
-        print(f"\nbar: {BAR_AGENTS} concurrent agents / the same {BAR_AGENTS} requests one after another (served): "
-              f"{ratio:.2f}x (bar {BAR_RATIO:g}x) -> {verdict}")
+        print(f"| {r['kind']} | {r['size']} | {r['per_s']:.2f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['cpu_ms']:.0f} |")
+    bar = [r for r in results if r["kind"].startswith("served") and r["size"] == BAR_AGENTS]
+    if bar:
+        def ratio(key: str, invert: bool = False) -> float:
+            seq = statistics.mean(r[key] for r in bar if r["kind"] == "served-sequential")
+            conc = statistics.mean(r[key] for r in bar if r["kind"] == "served-concurrent")
+            return seq / conc if invert else conc / seq
+
+        wall, cpu = ratio("per_s"), ratio("cpu_ms", invert=True)
+        print(f"\nbar: {BAR_AGENTS} concurrent agents vs the same {BAR_AGENTS} requests one after another (served): "
+              f"throughput {wall:.2f}x, server CPU per decision {cpu:.2f}x less (bar {BAR_RATIO:g}x) -> "
+              f"{'met' if wall >= BAR_RATIO else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,13 @@ def test_batched_scores_equal_score_options(local_backend, planner_requests):
     expected = [local_backend.score_options(r.prompt, list(r.options), r.cache_prefix) for r in requests]
     scorer = BatchScorer(local_backend)
     assert_same_scores(scorer.score_requests(requests), expected)
-    # Again, now from the prefix cache: same scores, far fewer tokens fed.
+    # Again, now from the prefix cache: same scores, and of each prompt only its last token is fed
+    # again (its output predicts the options), then one token per option-trie node.
     fed = scorer.fed_tokens
     assert_same_scores(scorer.score_requests(requests), expected)
-    assert scorer.fed_tokens - fed < fed / 3
+    trie_nodes = [{tuple(ids[:k]) for ids in map(local_backend._encode, r.options) for k in range(1, len(ids))}
+                  for r in requests if r.options]
+    assert scorer.fed_tokens - fed == sum(1 + len(nodes) for nodes in trie_nodes)
 
 
 def test_shared_prefix_is_computed_once_per_batch(local_backend, planner_requests):
@@ -43,17 +46,16 @@ def test_shared_prefix_is_computed_once_per_batch(local_backend, planner_request
     prompts = [local_backend._encode(r.prompt) for r in requests]
     shared = min(_common_prefix(prompts[0], p) for p in prompts[1:])
     # Tokens each request feeds alone: its prompt, then one per option-trie node.
-    alone = 0
+    alone, expected = 0, []
     for r in requests:
         lone = BatchScorer(local_backend)
-        lone.score_requests([r])
+        expected += lone.score_requests([r])
         alone += lone.fed_tokens
     scorer = BatchScorer(local_backend)
     scores = scorer.score_requests(requests)
     # The shared system text and instruction are fed once, not once per request (plus a token per row).
     assert shared > 150
     assert scorer.fed_tokens <= alone - (len(requests) - 1) * shared + 2 * len(requests)
-    expected = [local_backend.score_options(r.prompt, list(r.options), r.cache_prefix) for r in requests]
     assert_same_scores(scores, expected)
 
 
