@@ -86,7 +86,7 @@ def test_vllm_serving_uses_every_gpu_of_the_pod_for_tensor_parallelism(capsys):
 def test_flexrl_serving_on_cpu(capsys):
     deployment, _ = _dry_run(capsys, "serve", "--name", "llm")
     c = _container(deployment)
-    assert c["image"] == "localhost/flexrl-serve:latest" and c["args"] == ["--threads", "2"]
+    assert c["image"] == "localhost/flexrl-serve:0.1.0" and c["args"] == ["--threads", "2"]
     assert c["env"][0]["name"] == "FLEXRL_SERVE_API_KEY" and "nvidia.com/gpu" not in c["resources"]["limits"]
 
 

@@ -28,7 +28,7 @@ RENDERED = {
     "base/workloads/serve.yaml": ["submit", "serve", "--name", "llm"],
     "overlays/gke/vllm.yaml": ["submit", "serve", "--name", "llm-vllm", "--backend", "vllm", "--gpus", "2",
                                "--cpus", "8", "--memory", "32Gi", "--model", "Qwen/Qwen2.5-7B-Instruct",
-                               "--served-model-name", "planner", "--gpu-image", "localhost/flexrl-gpu:latest",
+                               "--served-model-name", "planner",
                                "--gpu-node-selector", "cloud.google.com/gke-accelerator=nvidia-l4"],
 }
 RENDER_STAMP = "example"
@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--dry-run", action="store_true", help="print the objects as YAML; submit nothing")
     common.add_argument("--name", default=None, help="object name (default: <kind>-<time>)")
     common.add_argument("--image", default=ClusterSettings.image, help="training image")
+    common.add_argument("--serve-image", default=ClusterSettings.serve_image, help="flexrl serving image")
+    common.add_argument("--gpu-image", default=ClusterSettings.gpu_image, help="vLLM/torchrun image")
     common.add_argument("--pull-policy", default=ClusterSettings.image_pull_policy, choices=["IfNotPresent", "Always", "Never"])
     common.add_argument("--workspace-claim", default=ClusterSettings.workspace_claim)
     common.add_argument("--service-account", default=ClusterSettings.service_account)
@@ -83,8 +85,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default=None, help="HF id or /workspace path (flexrl default: embedded SmolLM2)")
     serve.add_argument("--served-model-name", default=None)
     serve.add_argument("--replicas", type=int, default=1)
-    serve.add_argument("--serve-image", default=ClusterSettings.serve_image)
-    serve.add_argument("--gpu-image", default=ClusterSettings.gpu_image)
     serve.add_argument("--api-key-secret", default=ClusterSettings.api_key_secret)
 
     sub.add_parser("status", help="flexrl Jobs and Deployments with their progress")
@@ -107,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(a: argparse.Namespace) -> ClusterSettings:
     defaults = ClusterSettings()
     return ClusterSettings(
-        namespace=_name(a.namespace), image=a.image, serve_image=getattr(a, "serve_image", defaults.serve_image),
-        gpu_image=getattr(a, "gpu_image", defaults.gpu_image), image_pull_policy=a.pull_policy,
+        namespace=_name(a.namespace), image=a.image, serve_image=a.serve_image, gpu_image=a.gpu_image,
+        image_pull_policy=a.pull_policy,
         workspace_claim=a.workspace_claim, service_account=a.service_account, queue=a.queue,
         node_selector=_pairs(a.node_selector, "--node-selector"),
         gpu_node_selector=_pairs(a.gpu_node_selector, "--gpu-node-selector"),

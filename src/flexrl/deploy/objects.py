@@ -49,9 +49,9 @@ class ClusterSettings:
     """
 
     namespace: str = "flexrl"
-    image: str = "localhost/flexrl-train:latest"
-    serve_image: str = "localhost/flexrl-serve:latest"
-    gpu_image: str = "localhost/flexrl-gpu:latest"
+    image: str = "localhost/flexrl-train:0.1.0"
+    serve_image: str = "localhost/flexrl-serve:0.1.0"
+    gpu_image: str = "localhost/flexrl-gpu:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     workspace_claim: str = "flexrl-workspace"
     service_account: str = "flexrl"
