@@ -1,0 +1,30 @@
+"""decide_batch with the real embedded model: the same decisions as decide, one context at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from flexrl.encoders import EncoderConfig, encode
+from flexrl.envs import ArenaEnv
+from flexrl.planners.base import Instruction, PlanContext
+from flexrl.skills.library import candidate_calls
+
+
+@pytest.mark.slow
+def test_decide_batch_matches_decide():
+    from flexrl.llm.transformers_backend import TransformersBackend
+    from flexrl.planners.llm_planner import LLMPlanner
+
+    planner = LLMPlanner(TransformersBackend(threads=1))
+    env = ArenaEnv(ball_mode="drift")
+    contexts = []
+    for seed, text in enumerate(["Avoid the ball!", "Go to the red pad", "Go north", "Stop!"]):
+        env.reset(seed=seed)
+        w = env.world_state()
+        contexts.append(PlanContext(w, encode(w, EncoderConfig()), (Instruction(text),), tuple(candidate_calls(w))))
+    one_by_one = [planner.decide(c) for c in contexts]
+    batched = planner.decide_batch(contexts)
+    assert [d.call for d in batched] == [d.call for d in one_by_one]
+    for a, b in zip(batched, one_by_one):
+        assert a.scores.keys() == b.scores.keys()
+        assert max(abs(a.scores[k] - b.scores[k]) for k in a.scores) < 1e-3
