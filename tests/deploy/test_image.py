@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(shutil.which("podman") is None or shutil.which("debootstrap") is None,
                     reason="podman and debootstrap not installed (apt-get install podman debootstrap runc)")
 @pytest.mark.skipif(os.environ.get("FLEXRL_IMAGE_TEST") != "1",
-                    reason="builds a 2.9 GB image (2 min cached, ~12 min cold): set FLEXRL_IMAGE_TEST=1")
+                    reason="builds a 2.9 GB image (~10 min after a source change, ~2 min cached): set FLEXRL_IMAGE_TEST=1")
 def test_image_trains_and_evaluates():
     r = subprocess.run(["make", "image-test"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
