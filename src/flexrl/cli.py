@@ -121,14 +121,15 @@ def _eval(cfg) -> float:
     from flexrl.skills.policies import PolicySet
 
     settings: EvalAppConfig = OmegaConf.to_object(cfg)
-    if settings.skill != "all" and settings.skill not in SKILLS:
-        raise ValueError(f"skill={settings.skill!r}; allowed: all, {', '.join(SKILLS)}")
+    unknown = [name for name in settings.skills if name not in SKILLS]
+    if unknown:
+        raise ValueError(f"skills entry {unknown[0]!r}; allowed: {', '.join(SKILLS)}")
     policies = PolicySet.load(settings.checkpoints, sources=settings.policies)
     run = _create_run(settings.experiment, kind="eval")
     write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     with recorded_status(run):
         success = {}
-        for name in tqdm(SKILLS if settings.skill == "all" else [settings.skill], desc="eval", unit="skill",
+        for name in tqdm(settings.skills or list(SKILLS), desc="eval", unit="skill",
                          disable=not sys.stderr.isatty()):
             r = evaluate_skill(policies, name, settings.episodes, seed=settings.experiment.seed)
             success[name] = r.success_rate

@@ -74,7 +74,7 @@ class EvalAppConfig:
 
     Attributes:
         experiment: name, workspace, seed (the first episode's seed).
-        skill: a skill name or "all".
+        skills: the skills to evaluate (empty: all). Not ``skill``: that name is the training config group.
         episodes: episodes per skill.
         checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
         policies: per-family checkpoint directories that replace ``checkpoints`` for those families.
@@ -82,7 +82,7 @@ class EvalAppConfig:
     """
 
     experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="eval", seed=50_000))
-    skill: str = "all"
+    skills: list[str] = field(default_factory=list)
     episodes: int = 100
     checkpoints: Optional[str] = None
     policies: dict[str, str] = field(default_factory=dict)
