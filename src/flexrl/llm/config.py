@@ -86,4 +86,5 @@ def build_backend(cfg: LLMConfig) -> LLMBackend:
         from flexrl.llm.transformers_backend import TransformersBackend
 
         fallback = TransformersBackend(threads=cfg.threads)
-    return ResilientBackend(primary, fallback, ResilienceConfig(call_timeout_s=cfg.timeout_s, retries=cfg.retries))
+    # The wrapper's deadline sits above the HTTP timeout, so a slow request fails (and retries) by its own timeout.
+    return ResilientBackend(primary, fallback, ResilienceConfig(call_timeout_s=1.5 * cfg.timeout_s, retries=cfg.retries))
