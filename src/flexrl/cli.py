@@ -244,8 +244,12 @@ def _create_run(experiment, kind: str, **extra):
 def _task(name: str) -> Callable[[Any], Any]:
     """The Hydra task function of ``name``: the work, with bad input reported as one line."""
     def task(cfg):
+        import logging
+
         from flexrl.llm.base import LLMError
 
+        for noisy in ("httpx", "httpcore"):  # Hydra's job logging is INFO: one line per HTTP request otherwise
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             return WORK[name](cfg)
         except (ValueError, FileNotFoundError, FileExistsError, LLMError, ImportError) as err:
