@@ -122,6 +122,59 @@ class LLMPlanner:
             context.candidates[best], dict(zip(options, scores)), (time.perf_counter() - start) * 1e3, self.name, tokens=tokens
         )
 
+    def decide_batch(self, contexts: list[PlanContext]) -> list[Decision]:
+        """Decide for many contexts (e.g. one per environment) with their scoring batched into shared passes.
+
+        Same decisions as :meth:`decide` one by one (scores equal up to float rounding): every prompt's
+        options are scored in one :class:`~flexrl.llm.batching.BatchScorer` call, then each context is
+        decided from those scores. Backends without a batch scorer are asked one context at a time.
+        """
+        scorer = self._batch_scorer()
+        if scorer is None or len(contexts) < 2:
+            return [self.decide(c) for c in contexts]
+        from flexrl.llm.batching import ScoreRequest
+
+        requests = []
+        for context in contexts:
+            options = [str(c) for c in context.candidates]
+            scored = options if getattr(self.config, "score_whole_calls", True) else distinguishing_prefixes(options)
+            full, prefix = self.prompt(context)
+            requests.append(ScoreRequest(full, tuple(scored), prefix))
+        answers = dict(zip(requests, scorer.score_requests(requests)))
+        backend = self.backend
+        self.backend = _Answered(backend, answers)
+        try:
+            return [self.decide(c) for c in contexts]
+        finally:
+            self.backend = backend
+
+    def _batch_scorer(self):
+        if not hasattr(self, "_scorer"):
+            from flexrl.llm.transformers_backend import TransformersBackend
+
+            self._scorer = None
+            if isinstance(self.backend, TransformersBackend):
+                from flexrl.llm.batching import BatchScorer
+
+                self._scorer = BatchScorer(self.backend)
+        return self._scorer
+
+
+class _Answered:
+    """The planner's backend, answering the scoring requests of one batch from their precomputed scores."""
+
+    def __init__(self, backend: LLMBackend, answers: dict) -> None:
+        self._backend, self._answers = backend, answers
+        self.name = backend.name
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def score_options(self, prompt: str, options: list[str], cache_prefix: str | None = None):
+        from flexrl.llm.batching import ScoreRequest
+
+        found = self._answers.get(ScoreRequest(prompt, tuple(options), cache_prefix))
+        return found if found is not None else self._backend.score_options(prompt, options, cache_prefix=cache_prefix)
 
 def _ordered_args(candidates: tuple[SkillCall, ...], name: str) -> list[str]:
     seen: list[str] = []
