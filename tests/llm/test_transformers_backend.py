@@ -7,7 +7,7 @@ import torch
 
 from flexrl.llm.base import LLMBackend, ModelLoadError
 from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
-from flexrl.llm.transformers_backend import TransformersBackend
+from flexrl.llm.transformers_backend import _HAS_FBGEMM, TransformersBackend
 
 SYSTEM = (
     "You control a robot. Answer with one skill call.\n"
@@ -83,6 +83,21 @@ def test_scores_are_deterministic_and_memo_is_not_mutated(backend, prompts):
     assert backend.score_options(prompt, OPTIONS, cache_prefix=prefix) == first
 
 
+def test_a_new_prefix_runs_only_the_tokens_after_those_shared_with_a_memoised_one(backend, prompts, monkeypatch):
+    prompt, prefix = prompts
+    backend._prefixes.clear()
+    backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    other = backend.chat_prompt(SYSTEM, "Instruction: Go north.\nObservation: Ball: (-3, 7)")
+    longer = other[: other.index("Observation:")]
+    fed = []
+    forward = backend._model.forward
+    monkeypatch.setattr(backend._model, "forward", lambda *a, **k: fed.append(k["input_ids"].shape[1]) or forward(*a, **k))
+    cached = backend.score_options(other, OPTIONS, cache_prefix=longer)
+    assert fed == [len(backend._encode(longer)) - len(backend._encode(prefix))]
+    for a, b in zip(cached, backend.score_options(other, OPTIONS), strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
 def test_prompt_equal_to_prefix(backend, prompts):
     _, prefix = prompts
     cached = backend.score_options(prefix, [" a", " b c"], cache_prefix=prefix)
@@ -149,6 +164,24 @@ def test_second_load_comes_from_cache(backend, cache_dir):
     assert warm.from_cache
     assert warm.load_seconds < backend.load_seconds
     assert [p.name for p in cache_dir.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.skipif(not _HAS_FBGEMM, reason="fp16 weights need torch's fbgemm (x86)")
+def test_fp16_weights_pack_the_body_and_keep_the_scores(backend, cache_dir, prompts):
+    assert backend.weights == "float16 (fbgemm)"
+    assert not any(isinstance(m, torch.nn.Linear) for m in backend._model.model.modules())
+    exact = TransformersBackend(cache_dir=cache_dir, cpu_weights="float32")
+    assert exact.weights == "float32"
+    assert isinstance(exact._model.model.layers[0].mlp.down_proj, torch.nn.Linear)
+    prompt, prefix = prompts
+    packed = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    for a, b in zip(packed, exact.score_options(prompt, OPTIONS, cache_prefix=prefix), strict=True):
+        assert a.logprob != b.logprob and a.logprob == pytest.approx(b.logprob, abs=2e-2)
+
+
+def test_bad_cpu_weights_raise(tmp_path):
+    with pytest.raises(ValueError, match="cpu_weights"):
+        TransformersBackend(cache_dir=tmp_path, cpu_weights="int4")
 
 
 def test_chunked_lm_head_matches_linear():

@@ -1,7 +1,8 @@
 """A :class:`~flexrl.llm.base.LLMBackend` running a causal LM with Hugging Face transformers.
 
 Scoring is built for one CPU thread. The key/value cache of a recurring prompt
-prefix is memoised, and everything that changes per decision (the rest of the
+prefix is memoised (a new prefix reuses the leading tokens it shares with a
+memoised one), and everything that changes per decision (the rest of the
 prompt plus every option) runs in a single forward pass: the options are laid
 out as a token trie after the prompt, with a tree-shaped attention mask and
 explicit positions, so shared option tokens (`` go_to(``...) are computed once
@@ -33,10 +34,13 @@ from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# A few prefixes (e.g. one per instruction) cover a run; each costs ~15 MB of KV (SmolLM2-135M, 320 tokens).
+# A few prefixes (e.g. one per instruction, and its calibration prompt) cover a run; each costs ~15 MB
+# of KV (SmolLM2-135M, 320 tokens).
 _MAX_MEMOISED_PREFIXES = 4
 # Attention implementation set on every loaded model: sdpa, except for the tree pass (see below).
 _TREE_ATTENTION = "flexrl_tree_sdpa"
+_CPU_WEIGHTS = ("float16", "float32")
+_HAS_FBGEMM = "fbgemm" in torch.backends.quantized.supported_engines
 
 
 def _tree_sdpa_attention(
@@ -83,11 +87,16 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class _Context:
-    """Model state after reading some tokens: per-layer (key, value) and next-token log-probs."""
+    """Model state after reading some tokens: the tokens, per-layer (key, value) and next-token log-probs."""
 
+    ids: tuple[int, ...]
     kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    length: int
     next_logprobs: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        """Number of tokens read."""
+        return len(self.ids)
 
 
 class TransformersBackend:
@@ -104,9 +113,17 @@ class TransformersBackend:
         device: Torch device string.
         threads: Torch intra-op threads (process-wide); ``None`` leaves the
             setting alone. One by default because simulation shares the CPU.
+        cpu_weights: ``"float16"`` stores the Linear weights of the transformer
+            body and the LM head in half precision, packed for fbgemm's GEMM,
+            while activations and accumulation stay float32: it halves the
+            weight memory streamed per pass (~10% faster scoring), and scores
+            move by up to ~0.02 nats. Applies on CPU with ``dtype="float32"``
+            where torch has fbgemm (x86); ``"float32"`` keeps the weights as
+            loaded.
 
     Attributes:
         name: Model id for logs.
+        weights: How the body's Linear weights are stored, e.g. ``"float16 (fbgemm)"``.
         load_seconds: Wall time the load took.
         from_cache: Whether GGUF weights came from the dequantised cache.
 
@@ -122,9 +139,12 @@ class TransformersBackend:
         dtype: str = "float32",
         device: str = "cpu",
         threads: int | None = 1,
+        cpu_weights: str = "float16",
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if cpu_weights not in _CPU_WEIGHTS:
+            raise ValueError(f"cpu_weights must be one of {list(_CPU_WEIGHTS)}, got {cpu_weights!r}")
         if threads is not None:
             torch.set_num_threads(threads)
         start = time.perf_counter()
@@ -146,6 +166,18 @@ class TransformersBackend:
         self._plain_lm_head = type(self._model).__name__ == "LlamaForCausalLM" and (
             self._model.lm_head.bias is None
         )
+        self.weights, self._packed_head = str(dtype), None
+        if cpu_weights == "float16" and self._device.type == "cpu" and dtype == "float32" and _HAS_FBGEMM:
+            _pack_fp16_linears(self._model.model)
+            if self._plain_lm_head:
+                # The head is rounded to half-precision values in place, so that every path reading
+                # it (plain forwards, generation, callers applying it by hand) computes what its
+                # packed copy computes in the scoring pass.
+                head = self._model.lm_head.weight
+                with torch.no_grad():
+                    head.copy_(head.half().float())
+                self._packed_head = torch.ops.quantized.linear_prepack_fp16(head.detach(), None)
+            self.weights = "float16 (fbgemm)"
         self.name = source.name
         self.load_seconds = time.perf_counter() - start
         self._prefixes: OrderedDict[str, _Context] = OrderedDict()
@@ -188,7 +220,8 @@ class TransformersBackend:
             options: Candidate continuations, usually with a leading space.
             cache_prefix: A leading part of ``prompt`` that recurs across calls;
                 its key/value cache is computed once and memoised (a few
-                prefixes at most). Ignored when ``prompt`` does not start with it.
+                prefixes at most), from the tokens it shares with a memoised
+                prefix on. Ignored when ``prompt`` does not start with it.
 
         Returns:
             One :class:`OptionScore` per option, in order.
@@ -238,17 +271,26 @@ class TransformersBackend:
     def _prefix_context(self, prefix: str) -> _Context:
         context = self._prefixes.get(prefix)
         if context is None:
-            ids = self._encode(prefix)
-            cache = DynamicCache(config=self._model.config)
+            ids = tuple(self._encode(prefix))
+            # Keys and values of leading tokens depend on those tokens alone, so the longest run
+            # shared with a memoised prefix is reused (e.g. the system turn, when only the
+            # instruction changed); the last token is always run, for its next-token log-probs.
+            base, shared = None, 0
+            for other in self._prefixes.values():
+                common = _common_length(other.ids, ids[:-1])
+                if common > shared:
+                    base, shared = other, common
+            kv = tuple((k[:, :, :shared], v[:, :, :shared]) for k, v in base.kv) if base else None
+            cache = _cache_over(kv, self._model.config)
             output = self._model(
-                input_ids=torch.tensor([ids], device=self._device),
+                input_ids=torch.tensor([ids[shared:]], device=self._device),
                 cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
             context = _Context(
+                ids=ids,
                 kv=tuple((layer.keys, layer.values) for layer in cache.layers),
-                length=len(ids),
                 next_logprobs=torch.log_softmax(output.logits[0, -1].float(), dim=-1),
             )
             self._prefixes[prefix] = context
@@ -331,6 +373,8 @@ class TransformersBackend:
         if not self._plain_lm_head:
             return self._model(**inputs, logits_to_keep=kept).logits[0]
         hidden = self._model.model(**inputs).last_hidden_state[0, kept]
+        if self._packed_head is not None:
+            return torch.ops.quantized.linear_dynamic_fp16(hidden, self._packed_head)
         return _chunked_linear(hidden, self._model.lm_head.weight)
 
 
@@ -351,6 +395,41 @@ def _cache_over(kv, config) -> DynamicCache:
         layer.lazy_initialization(keys, values)
         layer.keys, layer.values = keys, values
     return cache
+
+
+class _Fp16Linear(torch.nn.Module):
+    """A Linear layer whose weight is packed as float16 for fbgemm; inputs, outputs and sums stay float32.
+
+    The passes here feed tens of rows at a time, where a float32 GEMM on one
+    core is bound by streaming the weights as much as by arithmetic; fbgemm
+    widens the packed half-precision weights to float32 inside the kernel.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self._packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float(), bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic_fp16(inputs, self._packed)
+
+
+def _pack_fp16_linears(module: torch.nn.Module) -> None:
+    """Replace every ``torch.nn.Linear`` under ``module`` by an :class:`_Fp16Linear`."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.Linear):
+            setattr(module, name, _Fp16Linear(child))
+        else:
+            _pack_fp16_linears(child)
+
+
+def _common_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Number of leading items ``a`` and ``b`` share."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
 
 
 def _chunked_linear(inputs: torch.Tensor, weight: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
