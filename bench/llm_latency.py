@@ -1,77 +1,33 @@
-"""Latency of LLM skill selection with the embedded model on CPU.
+"""Decision latency of the embedded LLM planner on CPU, beside uncached greedy generation.
 
-Measures cold and warm model loads, then per decision (a) scoring every skill
-call against a memoised system-prompt prefix and (b) the baseline: uncached
-greedy generation of the same decision.
+Loads the embedded model twice (cold: the GGUF is dequantised into a fresh cache; warm: from that
+cache), then times the planner on the agreement bench's instructions and seeded arena layouts:
 
-Usage: HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 python bench/llm_latency.py
+(a) ``LLMPlanner.decide``: every candidate skill call scored against the memoised prefix (system
+    text, instruction, observation label). Each instruction's first decision fills that prefix;
+    it is reported apart, and (a) counts the decisions after it.
+(b) the baseline: greedy generation from the same prompt, without any cache.
+
+Usage: HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 python bench/llm_latency.py [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import statistics
 import tempfile
 import time
 
+from planner_agreement import SCENARIOS, arena_layouts
+
+from flexrl.encoders import EncoderConfig, encode
+from flexrl.encoders.text import ENCODERS
 from flexrl.llm.transformers_backend import TransformersBackend
+from flexrl.planners.base import Instruction, PlanContext
+from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig, distinguishing_prefixes
+from flexrl.skills.library import SkillCall, candidate_calls
 
-SKILLS = {
-    "go_to(red_pad)": "walk to the red pad and stop on it",
-    "go_to(blue_pad)": "walk to the blue pad and stop on it",
-    "go_to(green_pad)": "walk to the green pad and stop on it",
-    "go_to(yellow_pad)": "walk to the yellow pad and stop on it",
-    "go_to(ball)": "walk up to the ball",
-    "avoid(ball)": "keep moving away from the ball",
-    "push(ball)": "push the ball in the direction the agent faces",
-    "follow(ball)": "stay close behind the ball as it moves",
-    "move(north)": "walk one step north",
-    "move(south)": "walk one step south",
-    "move(east)": "walk one step east",
-    "move(west)": "walk one step west",
-    "turn(left)": "turn 90 degrees to the left",
-    "turn(right)": "turn 90 degrees to the right",
-    "wait()": "stand still for one second",
-    "stop()": "stop and end the episode",
-}
-INSTRUCTIONS = [
-    "Avoid the ball!",
-    "Go to the red pad.",
-    "Walk to the blue pad, then wait.",
-    "Push the ball towards the green pad.",
-    "Head north until you reach the yellow pad.",
-    "Follow the ball but never touch it.",
-    "Stop right now.",
-]
-OBJECTS = ["Ball", "Red pad", "Blue pad", "Green pad", "Yellow pad"]
-
-
-def system_text() -> str:
-    """Return the planner's constant system message listing every skill call."""
-    lines = [
-        "You control a four-legged robot in a flat arena. Coordinates are (x, y) in",
-        "centimetres; north is +y and east is +x. Each turn you receive the user's",
-        "instruction and the current observation, and you answer with exactly one",
-        "skill call from the list below, written exactly as shown. Choose the skill",
-        "that best follows the instruction from where the robot is now. The",
-        "instruction can change at any time; always follow the latest one.",
-        "",
-        "Skills:",
-    ]
-    lines += [f"{call}: {text}" for call, text in SKILLS.items()]
-    lines += ["", "Answer with the skill call only."]
-    return "\n".join(lines)
-
-
-def user_text(rng: random.Random) -> str:
-    """Return one decision's instruction and observation with random positions."""
-    def pos() -> str:
-        return f"({rng.randint(-50, 50)}, {rng.randint(-50, 50)})"
-
-    observed = ", ".join(f"{name}: {pos()}" for name in OBJECTS)
-    return f"Instruction: {rng.choice(INSTRUCTIONS)}\nObservation: Agent: {pos()}, {observed}"
+BAR_P50_MS, BAR_P95_MS = 250, 400
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,63 +35,73 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
+def parsed(text: str) -> SkillCall | None:
+    """The skill call a generated answer starts with, if it is one."""
+    try:
+        return SkillCall.parse(text.strip().splitlines()[0]) if text.strip() else None
+    except ValueError:
+        return None
+
+
 def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, default=50, help="scored decisions")
-    parser.add_argument("--generate", type=int, default=10, help="decisions also generated")
-    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--layouts", type=int, default=5, help="layouts per instruction (the first fills the prefix)")
+    parser.add_argument("--generate", type=int, default=16, help="decisions also generated (one per instruction)")
+    parser.add_argument("--max-new-tokens", type=int, default=8, help="enough for the longest call")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS))
+    parser.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
+    parser.add_argument("--cut-calls", action="store_true", help="score calls only up to their distinguishing word (faster)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="flexrl-bench-") as cache_dir:
-        cold = TransformersBackend(cache_dir=cache_dir, threads=args.threads)
-        warm = TransformersBackend(cache_dir=cache_dir, threads=args.threads)
+        cold = TransformersBackend(cache_dir=cache_dir, threads=args.threads, cpu_weights=args.cpu_weights)
+        warm = TransformersBackend(cache_dir=cache_dir, threads=args.threads, cpu_weights=args.cpu_weights)
     assert not cold.from_cache and warm.from_cache
-    backend = warm
+    cold_seconds = cold.load_seconds
+    del cold
+    backend, encoder = warm, EncoderConfig(kind=args.encoder)
+    planner = LLMPlanner(backend, LLMPlannerConfig(score_whole_calls=not args.cut_calls))
 
-    system = system_text()
-    options = [f" {call}" for call in SKILLS]
-    # The rendered text shared by every decision is the cacheable prefix.
-    prefix = os.path.commonprefix([backend.chat_prompt(system, "A"), backend.chat_prompt(system, "B")])
-    rng = random.Random(args.seed)
-    prompts = [backend.chat_prompt(system, user_text(rng)) for _ in range(args.decisions)]
+    worlds = arena_layouts(args.layouts)
+    first, scoring, generation, rest_tokens, same, valid = [], [], [], [], 0, 0
+    for text, intent in SCENARIOS:
+        for i, world in enumerate(worlds):
+            context = PlanContext(world, encode(world, encoder), (Instruction(text, intent),), tuple(candidate_calls(world)))
+            decision = planner.decide(context)
+            (scoring if i else first).append(decision.latency_ms)
+            full, prefix = planner.prompt(context)
+            rest_tokens.append(len(backend._encode(full[len(prefix) :])))
+            if i == 1 and len(generation) < args.generate:
+                start = time.perf_counter()
+                answer = backend.generate(full, args.max_new_tokens)
+                generation.append((time.perf_counter() - start) * 1e3)
+                call = parsed(answer)
+                valid += call in context.candidates
+                same += call == decision.call
 
-    start = time.perf_counter()
-    backend.score_options(prompts[0], options, cache_prefix=prefix)
-    first_ms = (time.perf_counter() - start) * 1e3
-
-    scoring, generation, texts, agree = [], [], [], 0
-    for i, prompt in enumerate(prompts):
-        start = time.perf_counter()
-        scores = backend.score_options(prompt, options, cache_prefix=prefix)
-        scoring.append((time.perf_counter() - start) * 1e3)
-        if i < args.generate:
-            start = time.perf_counter()
-            text = backend.generate(prompt, args.max_new_tokens)
-            generation.append((time.perf_counter() - start) * 1e3)
-            texts.append(text)
-            best = max(range(len(options)), key=lambda k: scores[k].logprob)
-            agree += text.strip().startswith(options[best].strip())
-
-    n_prefix = len(backend._encode(prefix))
-    n_rest = statistics.mean(len(backend._encode(p[len(prefix) :])) for p in prompts)
-    n_option = sum(len(backend._encode(o)) for o in options)
-    print(f"model            {backend.name}  ({args.threads} torch thread(s))")
-    print(f"load             cold {cold.load_seconds:.1f} s (GGUF -> cache), warm {warm.load_seconds:.1f} s")
-    print(f"prompt           prefix {n_prefix} tokens (cached), rest {n_rest:.0f} tokens (mean)")
-    print(f"options          {len(options)} calls, {n_option} tokens in all")
-    print(f"first decision   {first_ms:.0f} ms (includes prefix prefill)")
+    calls = [str(c) for c in context.candidates]
+    scored = [backend._encode(o) for o in (calls if not args.cut_calls else distinguishing_prefixes(calls))]
+    nodes = {tuple(ids[:end]) for ids in scored for end in range(1, len(ids))}
+    print(f"model            {backend.name}  ({args.threads} torch thread(s), body weights {backend.weights})")
+    print(f"load             cold {cold_seconds:.1f} s (GGUF -> cache), warm {warm.load_seconds:.1f} s")
+    print(f"prompt           prefix {len(backend._encode(prefix))} tokens (cached per instruction), "
+          f"then {statistics.mean(rest_tokens):.0f} tokens (mean; encoder {args.encoder!r})")
+    print(f"options          {len(scored)} calls scored as {sum(map(len, scored))} tokens, {len(nodes)} of them fed (token trie)")
+    print(f"e.g.             {full[len(prefix):]!r}")
     print()
-    print(f"{'per decision':<34}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}")
-    rows = [("(a) score all calls, cached prefix", scoring), ("(b) greedy generate, no cache", generation)]
+    print(f"{'per decision':<40}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}")
+    rows = [("first per instruction (fills the prefix)", first), ("(a) planner decision, cached prefix", scoring),
+            ("(b) greedy generation, no cache", generation)]
     for label, values in rows:
-        print(f"{label:<34}{len(values):>4}{percentile(values, 50):>9.0f}{percentile(values, 95):>9.0f}")
-    ratio = percentile(generation, 50) / percentile(scoring, 50)
-    print(f"\nratio generation p50 / scoring p50: {ratio:.1f}x")
-    print(f"generated text starts with the top-scored call in {agree}/{len(generation)} decisions,")
-    print(f"e.g. {texts[0]!r}")
+        print(f"{label:<40}{len(values):>4}{percentile(values, 50):>9.0f}{percentile(values, 95):>9.0f}")
+    p50, p95 = percentile(scoring, 50), percentile(scoring, 95)
+    print(f"\nratio generation p50 / decision p50: {percentile(generation, 50) / p50:.1f}x")
+    met = p50 <= BAR_P50_MS and p95 <= BAR_P95_MS
+    print(f"bar p50 <= {BAR_P50_MS} ms and p95 <= {BAR_P95_MS} ms: {'met' if met else 'NOT met'}")
+    print(f"generation (uncalibrated) gave a valid call in {valid}/{len(generation)} decisions, "
+          f"the planner's call in {same}/{len(generation)}")
 
 
 if __name__ == "__main__":

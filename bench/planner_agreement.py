@@ -4,7 +4,7 @@ Scenarios = 16 instructions (with their intents) x N seeded layouts; every decis
 for validity, so the default 16 x 63 = 1,008 decisions count invalid decisions over >= 1,000.
 Decision latency (cached prefix, 1 torch thread) is reported as p50/p95.
 
-    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--threads 1]
+    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--cut-calls] [--encoder compact]
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import time
 import numpy as np
 
 from flexrl.encoders import EncoderConfig, encode
+from flexrl.encoders.text import ENCODERS
 from flexrl.envs import ArenaEnv
+from flexrl.envs.world import WorldState
 from flexrl.planners.base import Instruction, PlanContext
 from flexrl.planners.oracle import OraclePlanner
 from flexrl.skills.library import candidate_calls
@@ -30,34 +32,47 @@ SCENARIOS = [
 ]
 
 
+def arena_layouts(n: int) -> list[WorldState]:
+    """``n`` seeded arena layouts; some have the ball and the agent in motion."""
+    env = ArenaEnv(ball_mode="drift")
+    worlds = []
+    for seed in range(n):
+        env.reset(seed=seed)
+        for _ in range(seed % 7):
+            env.step((0.5, -0.3))
+        worlds.append(env.world_state())
+    return worlds
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layouts", type=int, default=63)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-calibration", action="store_true")
+    p.add_argument("--history", action="store_true",
+                   help="each instruction replaces an earlier one: the scenario half the list away (another intent)")
+    p.add_argument("--cut-calls", action="store_true", help="score calls only up to their distinguishing word (faster)")
+    p.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS), help="observation form")
+    p.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
     a = p.parse_args()
 
     from flexrl.llm.transformers_backend import TransformersBackend
     from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
 
-    backend = TransformersBackend(threads=a.threads)
-    planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration))
+    backend = TransformersBackend(threads=a.threads, cpu_weights=a.cpu_weights)
+    planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration, score_whole_calls=not a.cut_calls))
     oracle = OraclePlanner()
-    env = ArenaEnv(ball_mode="drift")
-    worlds = []
-    for seed in range(a.layouts):
-        env.reset(seed=seed)
-        for _ in range(seed % 7):  # some layouts with the ball and agent in motion
-            env.step((0.5, -0.3))
-        worlds.append(env.world_state())
+    encoder = EncoderConfig(kind=a.encoder)
+    worlds = arena_layouts(a.layouts)
 
     agree, invalid, lat = collections.Counter(), 0, []
     per_skill = collections.defaultdict(lambda: [0, 0])
     chosen = collections.Counter()
     start = time.perf_counter()
-    for text, intent in SCENARIOS:
+    for k, (text, intent) in enumerate(SCENARIOS):
+        earlier = (Instruction(*SCENARIOS[(k + len(SCENARIOS) // 2) % len(SCENARIOS)]),) if a.history else ()
         for w in worlds:
-            ctx = PlanContext(w, encode(w, EncoderConfig()), (Instruction(text, intent),), tuple(candidate_calls(w)))
+            ctx = PlanContext(w, encode(w, encoder), (*earlier, Instruction(text, intent)), tuple(candidate_calls(w)))
             d = planner.decide(ctx)
             invalid += d.call not in ctx.candidates
             lat.append(d.latency_ms)
@@ -68,7 +83,9 @@ def main() -> None:
             chosen[d.call.name] += 1
     n = sum(agree.values())
     lat = np.array(lat)
-    print(f"embedded planner ({backend.name}, calibration {'off' if a.no_calibration else 'on'}, {a.threads} thread(s)) vs oracle")
+    print(f"embedded planner ({backend.name}, body weights {backend.weights}, encoder {a.encoder!r}, "
+          f"{'whole' if not a.cut_calls else 'cut'} calls, calibration {'off' if a.no_calibration else 'on'}, "
+          f"{'an earlier instruction' if a.history else 'no history'}, {a.threads} thread(s)) vs oracle")
     print(f"  decisions: {n}, invalid: {invalid}, wall {time.perf_counter() - start:.0f} s")
     print(f"  agreement with the oracle: {agree[True] / n:.1%}  (chance ~{1 / len(ctx.candidates):.1%}: 1 of {len(ctx.candidates)} calls)")
     for skill, (k, m) in per_skill.items():

@@ -15,16 +15,25 @@ def world():
 
 
 def test_absolute_form_in_configured_units(world):
-    text = encode(world, EncoderConfig(units="cm"))
+    text = encode(world, EncoderConfig(kind="absolute", units="cm"))
     assert text.startswith("Agent: (50, 100), Ball: (150, 180)")
     assert "Red pad: (-100, 100)" in text and text.endswith("(units: cm)")
-    assert "Agent: (0.5, 1.0)" in encode(world, EncoderConfig(units="m", decimals=1))
+    assert "Agent: (0.5, 1.0)" in encode(world, EncoderConfig(kind="absolute", units="m", decimals=1))
 
 
 def test_egocentric_form_gives_bearings_and_approach(world):
     text = encode(world, EncoderConfig(kind="egocentric", units="m", decimals=1, include_velocity=True))
     assert "red pad: 1.5 m west" in text
     assert "ball: 1.3 m north-east, approaching" in text
+
+
+def test_compact_form_is_egocentric_in_few_tokens(world):
+    text = encode(world, EncoderConfig(kind="compact", include_velocity=True))
+    assert text == "ball 13 NE approaching, red pad 15 W, green pad 32 SW, blue pad 27 S, yellow pad 21 W (dm)"
+    assert EncoderConfig().kind == "absolute"
+    assert encode(world, EncoderConfig(kind="compact", units="m", decimals=1)).startswith("ball 1.3 NE, red pad 1.5 W")
+    for kind in ("egocentric", "absolute"):
+        assert len(text) < len(encode(world, EncoderConfig(kind=kind, include_velocity=True)))
 
 
 def test_bearing_words():
@@ -49,7 +58,7 @@ def test_events_fire_once_and_expire():
     assert tracker.recent == []
 
 
-@pytest.mark.parametrize("kwargs, match", [({"kind": "pixels"}, "allowed: absolute, egocentric"), ({"units": "ft"}, "allowed: m, dm, cm")])
+@pytest.mark.parametrize("kwargs, match", [({"kind": "pixels"}, "allowed: compact, absolute, egocentric"), ({"units": "ft"}, "allowed: m, dm, cm")])
 def test_bad_encoder_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EncoderConfig(**kwargs)

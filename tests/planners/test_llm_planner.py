@@ -6,7 +6,7 @@ from flexrl.encoders import EncoderConfig, encode
 from flexrl.envs import ArenaEnv
 from flexrl.llm.base import OptionScore
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
+from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig, distinguishing_prefixes
 from flexrl.planners.oracle import OraclePlanner
 from flexrl.skills.library import SkillCall, candidate_calls
 
@@ -19,7 +19,10 @@ def _context(text, intent=None, seed=3):
 
 
 class FakeBackend:
-    """Scores options from a fixed table; the content-free prompt gets a prior that favours 'stop'."""
+    """Scores options from a fixed table; the content-free prompt gets a prior that favours 'stop'.
+
+    Options arrive whole, or cut where they become unique ("avoid(ball" for "avoid(ball)").
+    """
 
     name = "fake"
 
@@ -31,13 +34,14 @@ class FakeBackend:
 
     def score_options(self, prompt, options, cache_prefix=None):
         self.calls.append((prompt, cache_prefix))
+        self.last_options = list(options)
         content_free = "Instruction: N/A" in prompt
         out = []
         for o in options:
             lp = -5.0
             if o == "stop":
                 lp = -1.0 if content_free else -1.5  # strong prior, weaker here than without content
-            if o == "avoid(ball)":
+            if o in ("avoid(ball)", "avoid(ball"):
                 lp = -6.0 if content_free else -2.0
             out.append(OptionScore(lp, 3))
         return out
@@ -60,14 +64,42 @@ def test_prompt_lists_skills_and_caches_everything_before_the_observation():
     planner = LLMPlanner(backend)
     ctx = _context("Avoid the ball!")
     full, prefix = planner.prompt(ctx)
-    assert full.startswith(prefix) and "Observation:" not in prefix
+    assert full.startswith(prefix) and prefix.endswith("Observation:")
+    assert full[len(prefix):].startswith(" " + ctx.observation)
     assert "Instruction: Avoid the ball!" in prefix and "Earlier instruction: Go to the ball" in prefix
     assert "- go_to(target): walk to an object and touch it. target: ball, red_pad" in full
     assert "- stop: stand still." in full
     planner.decide(ctx)
-    planner.decide(ctx)
+    planner.decide(_context("Avoid the ball!", seed=4))
     # the content-free calibration is scored once per candidate set, the real prompt once per decision
     assert sum("N/A" in p for p, _ in backend.calls) == 1 and len(backend.calls) == 3
+    # ... with instruction and observation blanked and no history
+    (calibration, cached), = [(p, c) for p, c in backend.calls if "N/A" in p]
+    assert "<user>Instruction: N/A\nObservation: N/A" in calibration
+    assert calibration.startswith(cached) and cached.endswith("Observation:")
+
+
+def test_calls_are_scored_up_to_the_word_that_sets_them_apart():
+    calls = ["move(north)", "move(north_east)", "move(east)", "go_to(ball)", "go_to(red_pad)", "avoid(red_pad)", "stop"]
+    cut = distinguishing_prefixes(calls)
+    assert cut == ["move(north)", "move(north_east", "move(east", "go_to(ball", "go_to(red", "avoid", "stop"]
+    # each cut names exactly one call, and none is a prefix of another (disjoint answers)
+    assert all(sum(c.startswith(k) for c in calls) == 1 for k in cut)
+    assert not any(a != b and b.startswith(a) for a in cut for b in cut)
+    # a call that is a prefix of another, or a duplicate, cannot be cut
+    assert distinguishing_prefixes(["stop", "stop_all", "a", "a"]) == ["stop", "stop_all", "a", "a"]
+
+
+def test_decisions_map_cut_scores_back_to_whole_calls():
+    backend = FakeBackend()
+    ctx = _context("Avoid the ball!")
+    decision = LLMPlanner(backend, LLMPlannerConfig(score_whole_calls=False)).decide(ctx)
+    assert set(decision.scores) == {str(c) for c in ctx.candidates}
+    assert decision.call == SkillCall("avoid", ("ball",))
+    assert "go_to(red" in backend.last_options and "go_to(red_pad)" not in backend.last_options
+    whole = LLMPlanner(backend)
+    whole.decide(ctx)
+    assert backend.last_options == [str(c) for c in ctx.candidates]
 
 
 def test_affordance_seam_adds_to_scores():

@@ -1,8 +1,10 @@
 """World state -> text, for the planner's prompt.
 
-Two forms: absolute coordinates ("Agent: (15, 30), Ball: (20, 25), Red pad: (-40, 10)") and
-egocentric bearings ("ball: 0.4 m north-east, approaching"). Recent events are appended by
-:class:`EventTracker`. Units and rounding are configuration.
+Three forms: absolute coordinates ("Agent: (15, 30), Ball: (20, 25), Red pad: (-40, 10)"),
+egocentric bearings ("ball: 0.4 m north-east, approaching") and the compact egocentric form
+("ball 4 NE, red pad 12 W, ... (dm)"), which says the same in fewer tokens (about 35 against 60
+for the absolute form with SmolLM2's tokenizer): the planner's language model reads every token of
+it at each decision, while the skills do the geometry. Recent events are appended by :class:`EventTracker`. Units and rounding are configuration.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flexrl.envs.world import WorldState
 
 UNITS = {"m": 1.0, "dm": 10.0, "cm": 100.0}
 _BEARINGS = ["east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east"]
+_ABBREVIATIONS = dict(zip(_BEARINGS, ["E", "NE", "N", "NW", "W", "SW", "S", "SE"]))
 
 
 @dataclass
@@ -23,10 +26,10 @@ class EncoderConfig:
     """How the world is written down.
 
     Attributes:
-        kind: "absolute" or "egocentric".
+        kind: "compact", "absolute" or "egocentric".
         units: "m", "dm" or "cm".
         decimals: digits after the point (0 gives integers).
-        include_velocity: add the ball's velocity (absolute form) or whether it approaches (egocentric).
+        include_velocity: add the ball's velocity (absolute form) or whether it approaches (egocentric forms).
     """
 
     kind: str = "absolute"
@@ -70,20 +73,37 @@ def encode_absolute(world: WorldState, cfg: EncoderConfig) -> str:
     return ", ".join(parts) + f" (units: {cfg.units})"
 
 
-def encode_egocentric(world: WorldState, cfg: EncoderConfig) -> str:
-    """"ball: 0.4 m north-east, approaching; red pad: 1.2 m west; ..." from the agent's point of view."""
-    parts = []
+def _relative(world: WorldState, cfg: EncoderConfig) -> list[tuple[str, str, str, str]]:
+    """Per object, from the agent: label, distance, compass word, and the ball's approach if configured."""
+    out = []
     for name in world.object_names:
         rel = world.position_of(name) - world.agent.pos
-        text = f"{_label(name).lower()}: {_num(float(np.linalg.norm(rel)), cfg)} {cfg.units} {bearing(rel)}"
+        motion = ""
         if cfg.include_velocity and name == "ball":
             closing = -float(np.dot(world.ball.vel - world.agent.vel, rel)) / (np.linalg.norm(rel) + 1e-9)
-            text += ", approaching" if closing > 0.1 else ", moving away" if closing < -0.1 else ""
-        parts.append(text)
-    return "; ".join(parts)
+            motion = "approaching" if closing > 0.1 else "moving away" if closing < -0.1 else ""
+        out.append((_label(name).lower(), _num(float(np.linalg.norm(rel)), cfg), bearing(rel), motion))
+    return out
 
 
-ENCODERS = {"absolute": encode_absolute, "egocentric": encode_egocentric}
+def encode_egocentric(world: WorldState, cfg: EncoderConfig) -> str:
+    """"ball: 0.4 m north-east, approaching; red pad: 1.2 m west; ..." from the agent's point of view."""
+    return "; ".join(
+        f"{label}: {distance} {cfg.units} {direction}" + (f", {motion}" if motion else "")
+        for label, distance, direction, motion in _relative(world, cfg)
+    )
+
+
+def encode_compact(world: WorldState, cfg: EncoderConfig) -> str:
+    """"ball 4 NE approaching, red pad 12 W, ... (dm)": the egocentric form, the unit said once."""
+    parts = (
+        " ".join(filter(None, (label, distance, _ABBREVIATIONS[direction], motion)))
+        for label, distance, direction, motion in _relative(world, cfg)
+    )
+    return ", ".join(parts) + f" ({cfg.units})"
+
+
+ENCODERS = {"compact": encode_compact, "absolute": encode_absolute, "egocentric": encode_egocentric}
 
 
 class EventTracker:

@@ -18,12 +18,14 @@ class PlannerConfig:
         name: "llm", "oracle" (reads the instruction's intent: an upper bound) or "random" (a lower bound).
         calibrate: subtract each call's score under a content-free prompt (LLM planner).
         history: earlier instructions shown in the prompt (LLM planner).
+        score_whole_calls: score every token of each call, not only up to the word that sets it apart (LLM planner).
         affordance_weight: weight of affordance scores when an affordance function is given (LLM planner).
     """
 
     name: str = "llm"
     calibrate: bool = True
     history: int = 2
+    score_whole_calls: bool = True
     affordance_weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -44,5 +46,6 @@ def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 
     from flexrl.llm.config import build_backend
     from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
 
-    settings = LLMPlannerConfig(calibrate=cfg.calibrate, history=cfg.history, affordance_weight=cfg.affordance_weight)
+    settings = LLMPlannerConfig(calibrate=cfg.calibrate, history=cfg.history, affordance_weight=cfg.affordance_weight,
+                                score_whole_calls=cfg.score_whole_calls)
     return LLMPlanner(build_backend(llm or LLMConfig()), settings)

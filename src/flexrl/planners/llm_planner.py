@@ -2,12 +2,16 @@
 
 An invalid decision cannot happen: the model never writes free text, it only ranks the candidates.
 Small models carry a strong prior for some calls whatever the prompt says, so each score is calibrated
-by subtracting the same call's score under a content-free prompt (instruction and observation "N/A").
-The system text is constant, so the backend prefills it once and reuses its KV cache.
+by subtracting the same call's score under a content-free prompt (instruction and observation "N/A",
+no history). The system text and the instruction change rarely, so the backend prefills them once and
+reuses their KV cache; per decision the model reads the observation and the calls. Scoring each call
+only up to the word that sets it apart ("go_to(red" for "go_to(red_pad)") is an option: every scored
+token costs a row of the forward pass, but the closing tokens carry signal (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,13 +35,17 @@ class LLMPlannerConfig:
     """How the LLM planner prompts and scores.
 
     Attributes:
-        calibrate: subtract each call's score under a content-free prompt.
+        calibrate: subtract each call's score under a content-free prompt (instruction and observation "N/A").
+        score_whole_calls: score every token of each call; False scores each only up to the word that sets
+            it apart: about a third of the call tokens fed per decision (faster), but the closing tokens
+            carry signal and the embedded model chose worse without them (see docs/benchmarks.md).
         history: how many earlier instructions to show.
         examples: few-shot (instruction, call) pairs added to the system text.
         affordance_weight: weight of the affordance scores (e.g. skill value functions), if given.
     """
 
     calibrate: bool = True
+    score_whole_calls: bool = True
     history: int = 2
     examples: list[tuple[str, str]] = field(default_factory=list)
     affordance_weight: float = 1.0
@@ -86,34 +94,36 @@ class LLMPlanner:
         return _template("user.txt").format(history=history, instruction=current, observation=context.observation)
 
     def prompt(self, context: PlanContext) -> tuple[str, str]:
-        """The full prompt and the prefix the backend caches: everything before the observation.
+        """The full prompt and the prefix the backend caches: everything up to the observation's label.
 
         The instructions change rarely and the observation at every decision, so the observation goes
         last and only it (and the options) are new tokens for most decisions.
         """
-        full = self.backend.chat_prompt(self.system_text(context.candidates), self.user_text(context))
-        return full, full[: full.rindex(OBSERVATION_LABEL)]
+        return self._split(self.system_text(context.candidates), self.user_text(context))
+
+    def _split(self, system: str, user: str) -> tuple[str, str]:
+        full = self.backend.chat_prompt(system, user)
+        return full, full[: full.rindex(OBSERVATION_LABEL) + len(OBSERVATION_LABEL)]
 
     # ------------------------------------------------------------------------------ scoring
-    def _content_free(self, context: PlanContext, options: list[str]) -> list[float]:
-        key = tuple(options)
+    def _content_free(self, context: PlanContext, scored: list[str]) -> list[float]:
+        key = tuple(scored)
         if key not in self._calibration:
-            system = self.system_text(context.candidates)
             user = _template("user.txt").format(history="", instruction=CONTENT_FREE, observation=CONTENT_FREE)
-            full = self.backend.chat_prompt(system, user)
-            scores = self.backend.score_options(full, options, cache_prefix=full[: full.rindex(OBSERVATION_LABEL)])
-            self._calibration[key] = [s.logprob for s in scores]
+            full, prefix = self._split(self.system_text(context.candidates), user)
+            self._calibration[key] = [s.logprob for s in self.backend.score_options(full, scored, cache_prefix=prefix)]
         return self._calibration[key]
 
     def decide(self, context: PlanContext) -> Decision:
         """Score every candidate call and take the best; raises the backend's errors (the runner falls back)."""
         start = time.perf_counter()
         options = [str(c) for c in context.candidates]
+        scored = options if self.config.score_whole_calls else distinguishing_prefixes(options)
         full, prefix = self.prompt(context)
-        raw = self.backend.score_options(full, options, cache_prefix=prefix)
+        raw = self.backend.score_options(full, scored, cache_prefix=prefix)
         scores = [s.logprob for s in raw]
         if self.config.calibrate:
-            scores = [s - c for s, c in zip(scores, self._content_free(context, options))]
+            scores = [s - c for s, c in zip(scores, self._content_free(context, scored))]
         if self.affordance is not None:
             scores = [s + self.config.affordance_weight * self.affordance(context, c) for s, c in zip(scores, context.candidates)]
         best = max(range(len(options)), key=scores.__getitem__)
@@ -175,6 +185,23 @@ class _Answered:
 
         found = self._answers.get(ScoreRequest(prompt, tuple(options), cache_prefix))
         return found if found is not None else self._backend.score_options(prompt, options, cache_prefix=cache_prefix)
+
+
+def distinguishing_prefixes(options: list[str]) -> list[str]:
+    """Cut each option after its first word at which no other option starts with the same text.
+
+    Cuts fall only at word ends or the option's end, so a cut text tokenises as it does inside the
+    whole option, and no cut text is a prefix of another: their probabilities stay those of disjoint
+    answers, each naming one option. An option that no cut sets apart (it is a prefix of another
+    option, or a duplicate) is scored whole.
+    """
+    cut = []
+    for i, option in enumerate(options):
+        others = [o for j, o in enumerate(options) if j != i]
+        ends = [m.end() for m in re.finditer(r"[A-Za-z0-9]+", option)]
+        cut.append(next((option[:e] for e in ends if not any(o.startswith(option[:e]) for o in others)), option))
+    return cut
+
 
 def _ordered_args(candidates: tuple[SkillCall, ...], name: str) -> list[str]:
     seen: list[str] = []
