@@ -4,7 +4,7 @@ Scenarios = 16 instructions (with their intents) x N seeded layouts; every decis
 for validity, so the default 16 x 63 = 1,008 decisions count invalid decisions over >= 1,000.
 Decision latency (cached prefix, 1 torch thread) is reported as p50/p95.
 
-    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--cut-calls] [--encoder compact]
+    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--cut-calls] [--encoder compact] [--backend llama_cpp [--scoring grammar]]
 """
 
 from __future__ import annotations
@@ -54,12 +54,19 @@ def main() -> None:
     p.add_argument("--cut-calls", action="store_true", help="score calls only up to their distinguishing word (faster)")
     p.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS), help="observation form")
     p.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
+    p.add_argument("--backend", default="transformers", choices=["transformers", "llama_cpp"])
+    p.add_argument("--scoring", default="logprobs", choices=["logprobs", "grammar"], help="llama_cpp only")
     a = p.parse_args()
 
     from flexrl.llm.transformers_backend import TransformersBackend
     from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
 
-    backend = TransformersBackend(threads=a.threads, cpu_weights=a.cpu_weights)
+    if a.backend == "llama_cpp":
+        from flexrl.llm.llama_cpp_backend import LlamaCppBackend
+
+        backend = LlamaCppBackend(threads=a.threads, scoring=a.scoring)
+    else:
+        backend = TransformersBackend(threads=a.threads, cpu_weights=a.cpu_weights)
     planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration, score_whole_calls=not a.cut_calls))
     oracle = OraclePlanner()
     encoder = EncoderConfig(kind=a.encoder)
@@ -83,7 +90,7 @@ def main() -> None:
             chosen[d.call.name] += 1
     n = sum(agree.values())
     lat = np.array(lat)
-    print(f"embedded planner ({backend.name}, body weights {backend.weights}, encoder {a.encoder!r}, "
+    print(f"embedded planner ({backend.name}, {a.backend} {getattr(backend, 'weights', a.scoring)}, encoder {a.encoder!r}, "
           f"{'whole' if not a.cut_calls else 'cut'} calls, calibration {'off' if a.no_calibration else 'on'}, "
           f"{'an earlier instruction' if a.history else 'no history'}, {a.threads} thread(s)) vs oracle")
     print(f"  decisions: {n}, invalid: {invalid}, wall {time.perf_counter() - start:.0f} s")

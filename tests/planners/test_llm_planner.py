@@ -132,3 +132,21 @@ def test_embedded_model_is_deterministic_and_valid_on_odd_input(embedded_planner
         a, b = embedded_planner.decide(ctx), embedded_planner.decide(ctx)
         assert a.call == b.call and a.call in ctx.candidates
         assert a.scores == pytest.approx(b.scores, abs=1e-4)
+
+
+class ChoiceBackend(FakeBackend):
+    """Constrained choice: the pick scores 0, the rest a floor; always picks avoid(ball), with or without content."""
+
+    likelihoods = False
+
+    def score_options(self, prompt, options, cache_prefix=None):
+        self.calls.append((prompt, cache_prefix))
+        return [OptionScore(0.0 if o == "avoid(ball)" else -1e9, 3) for o in options]
+
+
+def test_choice_backends_are_not_calibrated():
+    # calibrating would subtract the same pick from itself and leave a tie among all calls
+    backend = ChoiceBackend()
+    decision = LLMPlanner(backend).decide(_context("Avoid the ball!"))
+    assert decision.call == SkillCall("avoid", ("ball",))
+    assert not any("N/A" in p for p, _ in backend.calls)

@@ -38,6 +38,8 @@ class LLMBackend(Protocol):
     """A causal language model that can format, score and generate."""
 
     name: str
+    # Backends that choose under a constraint instead of scoring (vLLM's structured-output choice,
+    # llama.cpp's grammar) set ``likelihoods = False``; the planner then skips calibration.
 
     def chat_prompt(self, system: str, user: str) -> str:
         """Render a system and a user message with the model's chat template.

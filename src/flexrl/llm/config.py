@@ -7,7 +7,7 @@ from typing import Optional
 
 from flexrl.llm.base import LLMBackend
 
-BACKENDS = ("transformers", "openai_compat")
+BACKENDS = ("transformers", "openai_compat", "llama_cpp")
 DTYPES = ("float32", "bfloat16", "float16")
 FALLBACKS = ("keep", "embedded")
 
@@ -17,8 +17,9 @@ class LLMConfig:
     """Which language model the LLM planner uses, and how it is reached.
 
     Attributes:
-        backend: "transformers" (in process) or "openai_compat" (an OpenAI-compatible server).
-        model: Hugging Face directory or .gguf file (transformers), or the served model's name;
+        backend: "transformers" (in process), "openai_compat" (an OpenAI-compatible server) or
+            "llama_cpp" (in process on llama.cpp; the optional ``llamacpp`` extra).
+        model: Hugging Face directory or .gguf file (transformers), .gguf file (llama_cpp), or the served model's name;
             None: the embedded SmolLM2-135M-Instruct.
         cache_dir: where dequantised GGUF weights are cached (None: ~/.cache/flexrl/models).
         dtype: "float32", "bfloat16" or "float16".
@@ -68,6 +69,10 @@ def build_backend(cfg: LLMConfig) -> LLMBackend:
 
         return TransformersBackend(model=cfg.model, cache_dir=cfg.cache_dir, dtype=cfg.dtype, device=cfg.device,
                                    threads=cfg.threads)
+    if cfg.backend == "llama_cpp":
+        from flexrl.llm.llama_cpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(model=cfg.model, threads=cfg.threads)
     import os
 
     from flexrl.llm.openai_compat import OpenAICompatBackend

@@ -10,8 +10,8 @@ are scored in one of two ways (``scoring``):
   prompt log-probs (``flexrl serve``, vLLM; some need ``echo_max_tokens=1``).
 - ``"choice"``: constrained decoding with vLLM's (>= 0.12) ``{"structured_outputs":
   {"choice": [...]}}``; the chosen option scores 0 and every other
-  :data:`UNCHOSEN_LOGPROB`. There are no likelihoods to calibrate, so use the planner
-  with ``calibrate=False``.
+  :data:`UNCHOSEN_LOGPROB`. There are no likelihoods to calibrate: ``likelihoods`` is False and
+  the planner skips calibration.
 
 httpx comes with the ``serve`` extra and is imported when a backend is built.
 """
@@ -96,6 +96,11 @@ class OpenAICompatBackend:
         self.scoring, self.echo_max_tokens = scoring, echo_max_tokens
         self._template = None if chat_template == CHATML else _jinja(chat_template)
         self.name = model or self.base_url
+
+    @property
+    def likelihoods(self) -> bool:
+        """Whether scores are log-likelihoods (False under constrained choice: 0 for the pick, a floor else)."""
+        return self.scoring == "logprobs"
 
     def chat_prompt(self, system: str, user: str) -> str:
         """Render a system and a user message with the configured chat template (locally, no request)."""

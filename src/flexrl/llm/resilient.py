@@ -126,6 +126,11 @@ class ResilientBackend:
         """The primary's name (a served backend learns its model's name on first use)."""
         return self.primary.name
 
+    @property
+    def likelihoods(self) -> bool:
+        """Whether the primary's scores are log-likelihoods (see :class:`~flexrl.llm.base.LLMBackend`)."""
+        return getattr(self.primary, "likelihoods", True)
+
     def chat_prompt(self, system: str, user: str) -> str:
         """The primary's rendering (the fallback scores the same text, whatever its own template)."""
         return self.primary.chat_prompt(system, user)

@@ -122,7 +122,8 @@ class LLMPlanner:
         full, prefix = self.prompt(context)
         raw = self.backend.score_options(full, scored, cache_prefix=prefix)
         scores = [s.logprob for s in raw]
-        if self.config.calibrate:
+        # Constrained-choice backends score 0 for their pick and a floor for the rest: nothing to calibrate.
+        if self.config.calibrate and getattr(self.backend, "likelihoods", True):
             scores = [s - c for s, c in zip(scores, self._content_free(context, scored))]
         if self.affordance is not None:
             scores = [s + self.config.affordance_weight * self.affordance(context, c) for s, c in zip(scores, context.candidates)]
