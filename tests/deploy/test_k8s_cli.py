@@ -126,3 +126,20 @@ def test_committed_workloads_are_the_builders_output():
     """deploy/k8s holds generated YAML: it must equal what `flexrl k8s render deploy/k8s` writes now."""
     for path, text in k8s_cli.render(DEPLOY_K8S).items():
         assert path.read_text() == text, f"{path} is stale: run flexrl k8s render deploy/k8s"
+
+
+def test_vllm_preset_fills_model_gpus_and_memory_flags(capsys):
+    deployment, _ = _dry_run(capsys, "serve", "--name", "qwen", "--backend", "vllm", "--preset", "qwen2.5-7b")
+    c = _container(deployment)
+    assert c["args"][0] == "Qwen/Qwen2.5-7B-Instruct"
+    flags = dict(zip(c["args"][1::2], c["args"][2::2]))
+    assert flags["--tensor-parallel-size"] == c["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert flags["--served-model-name"] == "qwen2.5-7b" and flags["--max-model-len"] == "32768"
+    assert flags["--dtype"] == "bfloat16" and flags["--gpu-memory-utilization"] == "0.9"
+
+
+def test_vllm_preset_is_checked_before_any_object(capsys):
+    from flexrl.deploy.k8s_cli import k8s_main
+
+    assert k8s_main(["submit", "serve", "--dry-run", "--backend", "vllm", "--preset", "qwen2.5-7b", "--gpus", "3"]) == 2
+    assert "size 3 does not split Qwen/Qwen2.5-7B-Instruct's 28 attention / 4 key-value heads" in capsys.readouterr().err

@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", default="flexrl", choices=["flexrl", "vllm"])
     serve.add_argument("--model", default=None, help="HF id or /workspace path (flexrl default: embedded SmolLM2)")
     serve.add_argument("--served-model-name", default=None)
+    serve.add_argument("--preset", default=None,
+                       help="a vLLM preset (flexrl launch presets): model, name, GPUs and memory flags, checked first")
     serve.add_argument("--replicas", type=int, default=1)
     serve.add_argument("--api-key-secret", default=ClusterSettings.api_key_secret)
 
@@ -125,8 +127,18 @@ def build(a: argparse.Namespace, now: str | None = None) -> list:
     name = _name(a.name or f"{a.kind}-{stamp}")
     settings, resources = _settings(a), Resources(cpus=a.cpus, memory=a.memory, gpus=a.gpus)
     if a.kind == "serve":
-        return objects.serve_objects(settings, name, backend=a.backend, model=a.model, resources=resources,
-                                     replicas=a.replicas, served_model_name=a.served_model_name)
+        model, served, extra = a.model, a.served_model_name, None
+        if a.preset:
+            from flexrl.llm.vllm_presets import load_preset
+
+            if a.backend != "vllm":
+                raise ValueError(f"--preset {a.preset} needs --backend vllm")
+            preset = load_preset(a.preset).replace(tensor_parallel_size=a.gpus or None)
+            preset.check(gpus=preset.tensor_parallel_size)
+            resources = Resources(cpus=a.cpus, memory=a.memory, gpus=preset.tensor_parallel_size)
+            model, served, extra = model or preset.model, served or preset.served_model_name, preset.server_flags()
+        return objects.serve_objects(settings, name, backend=a.backend, model=model, resources=resources,
+                                     replicas=a.replicas, served_model_name=served, extra_args=extra)
     from flexrl.config.validate import compose_checked, concrete_overrides
 
     schema.register()

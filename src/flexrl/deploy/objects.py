@@ -170,7 +170,8 @@ def sweep_objects(settings: ClusterSettings, name: str, trials: list[list[str]],
 
 
 def serve_objects(settings: ClusterSettings, name: str, backend: str = "flexrl", model: str | None = None,
-                  resources: Resources | None = None, replicas: int = 1, served_model_name: str | None = None) -> list:
+                  resources: Resources | None = None, replicas: int = 1, served_model_name: str | None = None,
+                  extra_args: list[str] | None = None) -> list:
     """A Deployment and a ClusterIP Service of an OpenAI-compatible LLM server on port 8000.
 
     Args:
@@ -178,6 +179,8 @@ def serve_objects(settings: ClusterSettings, name: str, backend: str = "flexrl",
             (tensor parallelism over all ``resources.gpus`` GPUs of the pod; needs ``model``).
         model: the model: a Hugging Face id or a path under ``/workspace``.
         served_model_name: the name clients send as ``model`` (default: the backend's own choice).
+        extra_args: more server flags, e.g. a vLLM preset's memory settings
+            (:meth:`~flexrl.llm.vllm_presets.VLLMPreset.server_flags`).
     """
     c = client()
     resources = resources or Resources(cpus="2", memory="4Gi")
@@ -197,7 +200,7 @@ def serve_objects(settings: ClusterSettings, name: str, backend: str = "flexrl",
             raise ValueError("backend vllm needs at least one GPU per pod (--gpus)")
         image, command = settings.gpu_image, ["vllm", "serve"]
         args = [model, "--host", "0.0.0.0", "--port", str(SERVE_PORT), "--tensor-parallel-size", str(resources.gpus),
-                "--download-dir", f"{WORKSPACE}/models", *named]
+                "--download-dir", f"{WORKSPACE}/models", *named, *(extra_args or [])]
         # Tensor-parallel workers exchange activations through shared memory (NCCL); the default 64 MiB is too small.
         mounts = [c.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
         volumes = [c.V1Volume(name="dshm", empty_dir=c.V1EmptyDirVolumeSource(medium="Memory", size_limit="16Gi"))]

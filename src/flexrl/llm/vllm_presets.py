@@ -86,18 +86,24 @@ class VLLMPreset:
         usable = self.gpu_memory_gib * self.gpu_memory_utilization - _OVERHEAD_GIB - self.weights_gib_per_gpu()
         return usable / self.kv_gib_per_gpu(self.max_model_len)
 
+    def server_flags(self) -> list[str]:
+        """dtype, memory and length flags and the preset's extra flags (not model, parallelism or address)."""
+        return [
+            "--dtype", self.dtype,
+            "--gpu-memory-utilization", str(self.gpu_memory_utilization),
+            "--max-model-len", str(self.max_model_len),
+            "--max-num-seqs", str(self.max_num_seqs),
+            *self.extra_args,
+        ]
+
     def command(self, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
         """The ``vllm serve`` command line (the API key, if any, comes from VLLM_API_KEY)."""
         return [
             "vllm", "serve", self.model,
             "--served-model-name", self.served_model_name,
-            "--dtype", self.dtype,
             "--tensor-parallel-size", str(self.tensor_parallel_size),
-            "--gpu-memory-utilization", str(self.gpu_memory_utilization),
-            "--max-model-len", str(self.max_model_len),
-            "--max-num-seqs", str(self.max_num_seqs),
             "--host", host, "--port", str(port),
-            *self.extra_args,
+            *self.server_flags(),
         ]
 
 
