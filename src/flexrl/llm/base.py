@@ -8,7 +8,7 @@ so a decision is always a valid call. Backends implement :class:`LLMBackend`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 
 class LLMError(RuntimeError):
@@ -82,3 +82,12 @@ class LLMBackend(Protocol):
             The generated text, without the prompt and special tokens.
         """
         ...
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Number of leading token ids ``a`` and ``b`` share (how much of a cached prompt a new one can reuse)."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from flexrl.llm.base import OptionScore
+from flexrl.llm.base import OptionScore, common_prefix_length
 from flexrl.llm.transformers_backend import TransformersBackend, _cache_over, _chunked_linear
 
 MAX_TOP_K = 5
@@ -70,7 +70,7 @@ class SequenceGroup:
         seqs = tuple(tuple(s) for s in sequences)
         if not seqs or min(map(len, seqs)) < 1:
             raise ValueError("every sequence needs at least one token")
-        common = min(_common_prefix_len(seqs[0], s) for s in seqs)
+        common = min(common_prefix_length(seqs[0], s) for s in seqs)
         return cls(seqs, min(common, min(map(len, seqs)) - 1), all_positions, top_k)
 
     def __post_init__(self) -> None:
@@ -221,7 +221,7 @@ class BatchScorer:
         prompts = [g.sequences[0][: g.prompt_len] for g in groups]
         shared = set()
         for i, prompt in enumerate(prompts):
-            within = max((_common_prefix_len(prompt, q) for j, q in enumerate(prompts) if j != i), default=0)
+            within = max((common_prefix_length(prompt, q) for j, q in enumerate(prompts) if j != i), default=0)
             if within - self._lookup(prompt, touch=False)[1] >= _MIN_SHARED_TOKENS:
                 shared.add(prompt[:within])
         # Keep the longest of nested prefixes; shorter shared parts are primed by the recursion.
@@ -341,7 +341,7 @@ class BatchScorer:
         """The cached prompt with the longest common prefix with ``tokens``, and that prefix's length."""
         best, best_len = None, 0
         for entry in self._cache.values():
-            n = _common_prefix_len(entry.tokens, tokens)
+            n = common_prefix_length(entry.tokens, tokens)
             if n > best_len:
                 best, best_len = entry, n
         if best is not None and touch:
@@ -352,7 +352,7 @@ class BatchScorer:
         """Cache the group's prompt: reused key/values, then those of its first ``prompt_len - reused`` nodes."""
         group, reused = row.group, row.reused
         prompt = group.sequences[0][: group.prompt_len]
-        if len(prompt) < 2 or any(_common_prefix_len(t, prompt) == len(prompt) for t in self._cache):
+        if len(prompt) < 2 or any(common_prefix_length(t, prompt) == len(prompt) for t in self._cache):
             return
         new = len(prompt) - reused
         stored = tuple(
@@ -372,7 +372,7 @@ class BatchScorer:
             lps = head + logprobs[index, targets].tolist()
             top_lp, top_ids = logprobs[: new - 1].topk(MAX_TOP_K, dim=-1)
             tops = head_top + [list(zip(i, v)) for i, v in zip(top_ids.tolist(), top_lp.tolist())]
-        for tokens in [t for t in self._cache if _common_prefix_len(t, prompt) == len(t)]:
+        for tokens in [t for t in self._cache if common_prefix_length(t, prompt) == len(t)]:
             del self._cache[tokens]  # superseded: the new prompt extends it
         self._cache[prompt] = _Entry(prompt, stored, lps, tops)
         while sum(len(t) for t in self._cache) > self._cache_tokens and len(self._cache) > 1:
@@ -515,11 +515,3 @@ class MicroBatcher:
             k = jobs[i][1][2]
             results[i] = Generation(out.tokens, out.logprobs, [t[:k] for t in out.top], out.stopped)
         return results
-
-
-def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexrl.llm.base import LLMError, ModelLoadError, OptionScore
+from flexrl.llm.base import LLMError, ModelLoadError, OptionScore, common_prefix_length
 from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
 from flexrl.llm.openai_compat import UNCHOSEN_LOGPROB
 
@@ -41,15 +41,6 @@ def _import_llama_cpp():
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     top = logits.max(axis=-1, keepdims=True)
     return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
-
-
-def _common_length(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class LlamaCppBackend:
@@ -110,8 +101,7 @@ class LlamaCppBackend:
 
     def _run(self, ids: list[int]) -> None:
         """Make the context hold exactly ``ids``, running only what its KV cache lacks (the last id always)."""
-        held = list(self._llm.input_ids[: self._llm.n_tokens])
-        keep = _common_length(held, ids[:-1])
+        keep = common_prefix_length(self._llm.input_ids[: self._llm.n_tokens], ids[:-1])
         self._llm.n_tokens = keep
         self._llm.eval(ids[keep:])
         self.tokens_run += len(ids) - keep
@@ -120,39 +110,39 @@ class LlamaCppBackend:
         """Score each option as the continuation of ``prompt`` (log-likelihood, or grammar choice)."""
         if not options:
             return []
+        option_ids = [self._encode(o, special=False) for o in options]
+        if not all(option_ids):
+            raise ValueError("options must not be empty")
         if self.scoring == "grammar":
-            return self._choose(prompt, options)
+            return self._choose(prompt, options, option_ids)
         if cache_prefix and prompt.startswith(cache_prefix):
             ids = self._encode(cache_prefix) + self._encode(prompt[len(cache_prefix) :])
         else:
             ids = self._encode(prompt)
         if not ids:
             raise ValueError("prompt must not be empty")
-        if len(ids) + max(len(self._encode(o, special=False)) for o in options) > self._llm.n_ctx():
+        if len(ids) + max(map(len, option_ids)) > self._llm.n_ctx():
             raise LLMError(f"prompt of {len(ids)} tokens does not fit the context of {self._llm.n_ctx()}")
         self._run(ids)
         after_prompt = _log_softmax(np.asarray(self._llm.scores[len(ids) - 1], dtype=np.float64))
         out = []
-        for option in options:
-            option_ids = self._encode(option, special=False)
-            if not option_ids:
-                raise ValueError("options must not be empty")
-            total = float(after_prompt[option_ids[0]])
-            if len(option_ids) > 1:
-                self._run(ids + option_ids[:-1])
-                rows = _log_softmax(np.asarray(self._llm.scores[len(ids) : len(ids) + len(option_ids) - 1], dtype=np.float64))
-                total += float(rows[np.arange(len(option_ids) - 1), option_ids[1:]].sum())
-            out.append(OptionScore(logprob=total, n_tokens=len(option_ids)))
+        for option in option_ids:
+            total = float(after_prompt[option[0]])
+            if len(option) > 1:
+                self._run(ids + option[:-1])
+                rows = _log_softmax(np.asarray(self._llm.scores[len(ids) : len(ids) + len(option) - 1], dtype=np.float64))
+                total += float(rows[np.arange(len(option) - 1), option[1:]].sum())
+            out.append(OptionScore(logprob=total, n_tokens=len(option)))
         return out
 
-    def _choose(self, prompt: str, options: list[str]) -> list[OptionScore]:
+    def _choose(self, prompt: str, options: list[str], option_ids: list[list[int]]) -> list[OptionScore]:
         from llama_cpp import LlamaGrammar
 
         grammar = LlamaGrammar.from_string("root ::= " + " | ".join(json.dumps(o) for o in options), verbose=False)
-        longest = max(len(self._encode(o, special=False)) for o in options)
+        longest = max(map(len, option_ids))
         text = self._llm.create_completion(prompt, max_tokens=longest + 2, temperature=0.0, grammar=grammar)["choices"][0]["text"]
-        return [OptionScore(logprob=0.0 if o == text else UNCHOSEN_LOGPROB, n_tokens=len(self._encode(o, special=False)))
-                for o in options]
+        return [OptionScore(logprob=0.0 if o == text else UNCHOSEN_LOGPROB, n_tokens=len(ids))
+                for o, ids in zip(options, option_ids)]
 
     def generate(self, prompt: str, max_new_tokens: int) -> str:
         """Greedily continue ``prompt``."""

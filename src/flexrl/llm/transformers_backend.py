@@ -28,7 +28,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 from transformers.modeling_utils import AttentionInterface
 
-from flexrl.llm.base import LLMError, ModelLoadError, OptionScore
+from flexrl.llm.base import LLMError, ModelLoadError, OptionScore, common_prefix_length
 from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
 
 logger = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class TransformersBackend:
             # instruction changed); the last token is always run, for its next-token log-probs.
             base, shared = None, 0
             for other in self._prefixes.values():
-                common = _common_length(other.ids, ids[:-1])
+                common = common_prefix_length(other.ids, ids[:-1])
                 if common > shared:
                     base, shared = other, common
             kv = tuple((k[:, :, :shared], v[:, :, :shared]) for k, v in base.kv) if base else None
@@ -434,14 +434,6 @@ def _pack_fp16_linears(module: torch.nn.Module) -> None:
             setattr(module, name, _Fp16Linear(child))
         else:
             _pack_fp16_linears(child)
-
-
-def _common_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """Number of leading items ``a`` and ``b`` share."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return min(len(a), len(b))
 
 
 def _chunked_linear(inputs: torch.Tensor, weight: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -106,6 +106,10 @@ class LLMPlanner:
         return full, full[: full.rindex(OBSERVATION_LABEL) + len(OBSERVATION_LABEL)]
 
     # ------------------------------------------------------------------------------ scoring
+    def _scored(self, options: list[str]) -> list[str]:
+        """The texts scored for the calls: whole, or cut after their distinguishing word."""
+        return options if self.config.score_whole_calls else distinguishing_prefixes(options)
+
     def _content_free(self, context: PlanContext, scored: list[str]) -> list[float]:
         key = tuple(scored)
         if key not in self._calibration:
@@ -118,7 +122,7 @@ class LLMPlanner:
         """Score every candidate call and take the best; raises the backend's errors (the runner falls back)."""
         start = time.perf_counter()
         options = [str(c) for c in context.candidates]
-        scored = options if self.config.score_whole_calls else distinguishing_prefixes(options)
+        scored = self._scored(options)
         full, prefix = self.prompt(context)
         raw = self.backend.score_options(full, scored, cache_prefix=prefix)
         scores = [s.logprob for s in raw]
@@ -148,7 +152,7 @@ class LLMPlanner:
         requests = []
         for context in contexts:
             options = [str(c) for c in context.candidates]
-            scored = options if getattr(self.config, "score_whole_calls", True) else distinguishing_prefixes(options)
+            scored = self._scored(options)
             full, prefix = self.prompt(context)
             requests.append(ScoreRequest(full, tuple(scored), prefix))
         answers = dict(zip(requests, scorer.score_requests(requests)))
