@@ -318,18 +318,13 @@ def _serve(args: list[str]) -> int:
 
 def _infer(args: list[str]) -> int:
     from flexrl.llm.config import BACKENDS, LLMConfig, build_backend
-    from flexrl.llm.infer import infer
+    from flexrl.llm.infer import add_prompt_arguments, infer
 
     p = argparse.ArgumentParser(prog="flexrl infer", description=COMMANDS["infer"])
-    p.add_argument("text", help="the user message (the whole prompt with --raw)")
-    p.add_argument("--option", action="append", dest="options", help="a candidate answer to score (repeatable)")
-    p.add_argument("--system", default="", help="system message")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--raw", action="store_true", help="no chat template")
+    add_prompt_arguments(p)
     p.add_argument("--backend", choices=BACKENDS, default="transformers")
     p.add_argument("--model", default=None, help="local model (transformers) or served model name (openai_compat)")
     p.add_argument("--base-url", default=None, help="server URL for openai_compat, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(args)
     from flexrl.llm.base import LLMError
 

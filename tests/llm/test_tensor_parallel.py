@@ -49,7 +49,7 @@ def test_torchrun_command_and_worker_outside_torchrun(capsys):
         "torchrun", "--standalone", "--nproc-per-node=2", "-m", "flexrl.llm.tensor_parallel", "--model", "m"]
     with pytest.raises(ValueError, match="--nproc 0"):
         torchrun_command(0, [])
-    assert main(["--model", "m", "--text", "hi"]) == 2
+    assert main(["--model", "m", "hi"]) == 2
     assert "run under torchrun" in capsys.readouterr().err
 
 
@@ -59,7 +59,7 @@ def test_two_ranks_score_like_one_process_with_half_the_weights_each(tiny_model,
     from flexrl.llm.transformers_backend import TransformersBackend
 
     out = tmp_path / "tp.json"
-    worker = ["--model", str(tiny_model), "--dtype", "float32", "--text", "Avoid the ball!", "--options", *OPTIONS,
+    worker = ["--model", str(tiny_model), "--dtype", "float32", "Avoid the ball!", *(a for o in OPTIONS for a in ("--option", o)),
               "--out", str(out)]
     command = torchrun_command(2, worker)
     command[0:1] = [sys.executable, "-m", "torch.distributed.run"]

@@ -61,6 +61,6 @@ def test_launch_cli_dry_runs(capsys, tmp_path):
         launch_main(["tp", "--nproc", "2", "--dry-run"])
     (tmp_path / "config.json").write_text('{"num_attention_heads": 9, "num_key_value_heads": 3}')
     with pytest.raises(ValueError, match="size 2 does not split .* 9 attention / 3 key-value heads; allowed: 1, 3"):
-        launch_main(["tp", "--nproc", "2", "--dry-run", "--", "--model", str(tmp_path), "--text", "hi"])
-    assert launch_main(["tp", "--nproc", "3", "--dry-run", "--", "--model", str(tmp_path), "--text", "hi"]) == 0
+        launch_main(["tp", "--nproc", "2", "--dry-run", "--", "--model", str(tmp_path), "hi"])
+    assert launch_main(["tp", "--nproc", "3", "--dry-run", "--", "--model", str(tmp_path), "hi"]) == 0
     assert "torchrun --standalone --nproc-per-node=3 -m flexrl.llm.tensor_parallel --model" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -37,6 +38,16 @@ class InferResult:
             for option, lp, n in self.scores
         ]
         return [*out, f"best: {self.best}  ({self.latency_ms:.0f} ms)"]
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """The prompt arguments of :func:`infer`, shared by ``flexrl infer`` and the tensor-parallel worker."""
+    parser.add_argument("text", help="the user message (the whole prompt with --raw)")
+    parser.add_argument("--option", action="append", dest="options", help="a candidate answer to score (repeatable)")
+    parser.add_argument("--system", default="", help="system message")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--raw", action="store_true", help="no chat template")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (per rank under torchrun)")
 
 
 def infer(

@@ -3,7 +3,7 @@
     flexrl launch presets                                   the shipped vLLM presets, sized
     flexrl launch vllm PRESET [--tp N] [--gpus N] [--dry-run]
                                                             `vllm serve` with tensor parallelism
-    flexrl launch tp --nproc N [--dry-run] -- --model DIR --text ... [--options ...]
+    flexrl launch tp --nproc N [--dry-run] -- --model DIR TEXT [--option ...]
                                                             transformers tensor parallelism under torchrun
 
 Every command is printed before it runs; ``--dry-run`` stops there. Bad settings (a tensor-parallel
@@ -52,7 +52,7 @@ def _model_dir(worker_args: list[str]) -> str:
             return worker_args[i + 1]
         if arg.startswith("--model="):
             return arg.split("=", 1)[1]
-    raise ValueError("pass the model after --: flexrl launch tp --nproc N -- --model DIR --text ...")
+    raise ValueError("pass the model after --: flexrl launch tp --nproc N -- --model DIR TEXT [--option ...]")
 
 
 def launch_main(args: list[str]) -> int:

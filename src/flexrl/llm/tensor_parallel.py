@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from flexrl.llm.infer import add_prompt_arguments, infer
 from flexrl.runs.atomic import write_json
 
 
@@ -71,12 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m flexrl.llm.tensor_parallel", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="Hugging Face model directory (or .gguf: sharded from its cache)")
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--text", required=True, help="the user message (or the whole prompt with --raw)")
-    p.add_argument("--system", default="")
-    p.add_argument("--options", nargs="+", default=None, help="score these answers; without: generate")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--raw", action="store_true", help="no chat template")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per rank (CPU)")
+    add_prompt_arguments(p)  # as flexrl infer: TEXT [--option ...] [--system] [--max-new-tokens] [--raw] [--threads]
     p.add_argument("--out", default=None, help="JSON file written by rank 0")
     return p
 
@@ -89,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from flexrl.llm.infer import infer
     from flexrl.llm.transformers_backend import TransformersBackend
 
     if torch.cuda.is_available():
