@@ -43,6 +43,18 @@ def parsed(text: str) -> SkillCall | None:
         return None
 
 
+def profile(planner: LLMPlanner, contexts: list[PlanContext]) -> None:
+    """Share of CPU time per torch operator over these decisions (their prefix already cached)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for context in contexts:
+            planner.decide(context)
+    print()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6))
+
+
 def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,6 +65,7 @@ def main() -> None:
     parser.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS))
     parser.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
     parser.add_argument("--cut-calls", action="store_true", help="score calls only up to their distinguishing word (faster)")
+    parser.add_argument("--profile", action="store_true", help="then print where the time of 8 cached decisions goes")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="flexrl-bench-") as cache_dir:
@@ -98,6 +111,8 @@ def main() -> None:
         print(f"{label:<40}{len(values):>4}{percentile(values, 50):>9.0f}{percentile(values, 95):>9.0f}")
     p50, p95 = percentile(scoring, 50), percentile(scoring, 95)
     print(f"\nratio generation p50 / decision p50: {percentile(generation, 50) / p50:.1f}x")
+    if args.profile:
+        profile(planner, [PlanContext(w, encode(w, encoder), context.instructions, tuple(candidate_calls(w))) for w in worlds[:8]])
     met = p50 <= BAR_P50_MS and p95 <= BAR_P95_MS
     print(f"bar p50 <= {BAR_P50_MS} ms and p95 <= {BAR_P95_MS} ms: {'met' if met else 'NOT met'}")
     print(f"generation (uncalibrated) gave a valid call in {valid}/{len(generation)} decisions, "
