@@ -1,11 +1,13 @@
 """Decision latency of the embedded LLM planner on CPU, beside uncached greedy generation.
 
 Loads the embedded model twice (cold: the GGUF is dequantised into a fresh cache; warm: from that
-cache), then times the planner on the agreement bench's instructions and seeded arena layouts:
+cache), then times the planner on the agreement bench's 16 instructions, each in an episode of its
+own (a seeded arena layout; ``--layouts`` states of it, the agent walking 20 control steps between):
 
 (a) ``LLMPlanner.decide``: every candidate skill call scored against the memoised prefix (system
-    text, instruction, observation label). Each instruction's first decision fills that prefix;
-    it is reported apart, and (a) counts the decisions after it.
+    text, instruction, observation label, and the observation's fixed part: the unit and the pads).
+    Each episode's first decision fills that prefix; it is reported apart, and (a) counts the
+    decisions after it. ``--no-fixed`` caches only up to the observation label.
 (b) the baseline: greedy generation from the same prompt, without any cache.
 
 Usage: HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 python bench/llm_latency.py [--threads 1]
@@ -18,20 +20,22 @@ import statistics
 import tempfile
 import time
 
-from planner_agreement import SCENARIOS, arena_layouts
+from planner_agreement import SCENARIOS, episode_states
 
-from flexrl.encoders import EncoderConfig, encode
+from flexrl.encoders import EncoderConfig, encode, fixed_prefix
 from flexrl.encoders.text import ENCODERS
 from flexrl.llm.transformers_backend import TransformersBackend
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig, distinguishing_prefixes
+from flexrl.planners.llm_planner import CALL_SCORING, LLMPlanner, LLMPlannerConfig
 from flexrl.skills.library import SkillCall, candidate_calls
 
 BAR_P50_MS, BAR_P95_MS = 250, 400
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Return the ``q``-th percentile (0-100) with linear interpolation."""
+    """Return the ``q``-th percentile (0-100) with linear interpolation (a single value is every percentile)."""
+    if len(values) == 1:
+        return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
@@ -58,13 +62,14 @@ def profile(planner: LLMPlanner, contexts: list[PlanContext]) -> None:
 def main() -> None:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layouts", type=int, default=5, help="layouts per instruction (the first fills the prefix)")
+    parser.add_argument("--layouts", type=int, default=5, help="decisions per instruction's episode (the first fills the prefix)")
+    parser.add_argument("--no-fixed", action="store_true", help="do not cache the observation's fixed part (the pads)")
     parser.add_argument("--generate", type=int, default=16, help="decisions also generated (one per instruction)")
     parser.add_argument("--max-new-tokens", type=int, default=8, help="enough for the longest call")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS))
     parser.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
-    parser.add_argument("--cut-calls", action="store_true", help="score calls only up to their distinguishing word (faster)")
+    parser.add_argument("--calls", default=LLMPlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
     parser.add_argument("--profile", action="store_true", help="then print where the time of 8 cached decisions goes")
     args = parser.parse_args()
 
@@ -75,13 +80,16 @@ def main() -> None:
     cold_seconds = cold.load_seconds
     del cold
     backend, encoder = warm, EncoderConfig(kind=args.encoder)
-    planner = LLMPlanner(backend, LLMPlannerConfig(score_whole_calls=not args.cut_calls))
+    planner = LLMPlanner(backend, LLMPlannerConfig(calls=args.calls))
 
-    worlds = arena_layouts(args.layouts)
+    def context_of(world, instructions) -> PlanContext:
+        fixed = 0 if args.no_fixed else len(fixed_prefix(world, encoder))
+        return PlanContext(world, encode(world, encoder), instructions, tuple(candidate_calls(world)), observation_fixed=fixed)
+
     first, scoring, generation, rest_tokens, same, valid = [], [], [], [], 0, 0
-    for text, intent in SCENARIOS:
-        for i, world in enumerate(worlds):
-            context = PlanContext(world, encode(world, encoder), (Instruction(text, intent),), tuple(candidate_calls(world)))
+    for k, (text, intent) in enumerate(SCENARIOS):
+        for i, world in enumerate(episode_states(k, args.layouts)):
+            context = context_of(world, (Instruction(text, intent),))
             decision = planner.decide(context)
             (scoring if i else first).append(decision.latency_ms)
             full, prefix = planner.prompt(context)
@@ -95,24 +103,24 @@ def main() -> None:
                 same += call == decision.call
 
     calls = [str(c) for c in context.candidates]
-    scored = [backend._encode(o) for o in (calls if not args.cut_calls else distinguishing_prefixes(calls))]
+    scored = [backend._encode(o) for o in planner._scored(calls)]
     nodes = {tuple(ids[:end]) for ids in scored for end in range(1, len(ids))}
     print(f"model            {backend.name}  ({args.threads} torch thread(s), body weights {backend.weights})")
     print(f"load             cold {cold_seconds:.1f} s (GGUF -> cache), warm {warm.load_seconds:.1f} s")
-    print(f"prompt           prefix {len(backend._encode(prefix))} tokens (cached per instruction), "
+    print(f"prompt           prefix {len(backend._encode(prefix))} tokens (cached per instruction{'' if args.no_fixed else ' and layout'}), "
           f"then {statistics.mean(rest_tokens):.0f} tokens (mean; encoder {args.encoder!r})")
     print(f"options          {len(scored)} calls scored as {sum(map(len, scored))} tokens, {len(nodes)} of them fed (token trie)")
     print(f"e.g.             {full[len(prefix):]!r}")
     print()
     print(f"{'per decision':<40}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}")
-    rows = [("first per instruction (fills the prefix)", first), ("(a) planner decision, cached prefix", scoring),
+    rows = [("first per episode (fills the prefix)", first), ("(a) planner decision, cached prefix", scoring),
             ("(b) greedy generation, no cache", generation)]
     for label, values in rows:
         print(f"{label:<40}{len(values):>4}{percentile(values, 50):>9.0f}{percentile(values, 95):>9.0f}")
     p50, p95 = percentile(scoring, 50), percentile(scoring, 95)
     print(f"\nratio generation p50 / decision p50: {percentile(generation, 50) / p50:.1f}x")
     if args.profile:
-        profile(planner, [PlanContext(w, encode(w, encoder), context.instructions, tuple(candidate_calls(w))) for w in worlds[:8]])
+        profile(planner, [context_of(w, context.instructions) for w in episode_states(len(SCENARIOS) - 1, 9)[1:]])
     met = p50 <= BAR_P50_MS and p95 <= BAR_P95_MS
     print(f"bar p50 <= {BAR_P50_MS} ms and p95 <= {BAR_P95_MS} ms: {'met' if met else 'NOT met'}")
     print(f"generation (uncalibrated) gave a valid call in {valid}/{len(generation)} decisions, "

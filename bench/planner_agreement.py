@@ -4,7 +4,7 @@ Scenarios = 16 instructions (with their intents) x N seeded layouts; every decis
 for validity, so the default 16 x 63 = 1,008 decisions count invalid decisions over >= 1,000.
 Decision latency (cached prefix, 1 torch thread) is reported as p50/p95.
 
-    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--cut-calls] [--encoder compact] [--backend llama_cpp [--scoring grammar]]
+    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--calls whole|naming_word|distinguishing] [--encoder compact] [--backend llama_cpp [--scoring grammar]]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from flexrl.encoders.text import ENCODERS
 from flexrl.envs import ArenaEnv
 from flexrl.envs.world import WorldState
 from flexrl.planners.base import Instruction, PlanContext
+from flexrl.planners.llm_planner import CALL_SCORING, LLMPlannerConfig
 from flexrl.planners.oracle import OraclePlanner
 from flexrl.skills.library import candidate_calls
 
@@ -44,6 +45,20 @@ def arena_layouts(n: int) -> list[WorldState]:
     return worlds
 
 
+def episode_states(seed: int, n: int, steps_between: int = 20) -> list[WorldState]:
+    """``n`` states of one seeded episode, ``steps_between`` control steps apart: the pads stay, the agent walks."""
+    env = ArenaEnv(ball_mode="drift")
+    env.reset(seed=seed)
+    states = [env.world_state()]
+    heading = np.array([np.cos(seed), np.sin(seed)])
+    while len(states) < n:
+        for _ in range(steps_between):
+            env.step(tuple(heading))
+        heading = np.array([-heading[1], heading[0]])  # turn left each leg: the agent stays near the middle
+        states.append(env.world_state())
+    return states
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layouts", type=int, default=63)
@@ -51,7 +66,7 @@ def main() -> None:
     p.add_argument("--no-calibration", action="store_true")
     p.add_argument("--history", action="store_true",
                    help="each instruction replaces an earlier one: the scenario half the list away (another intent)")
-    p.add_argument("--cut-calls", action="store_true", help="score calls only up to their distinguishing word (faster)")
+    p.add_argument("--calls", default=LLMPlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
     p.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS), help="observation form")
     p.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
     p.add_argument("--backend", default="transformers", choices=["transformers", "llama_cpp"])
@@ -59,7 +74,7 @@ def main() -> None:
     a = p.parse_args()
 
     from flexrl.llm.transformers_backend import TransformersBackend
-    from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
+    from flexrl.planners.llm_planner import LLMPlanner
 
     if a.backend == "llama_cpp":
         from flexrl.llm.llama_cpp_backend import LlamaCppBackend
@@ -67,7 +82,7 @@ def main() -> None:
         backend = LlamaCppBackend(threads=a.threads, scoring=a.scoring)
     else:
         backend = TransformersBackend(threads=a.threads, cpu_weights=a.cpu_weights)
-    planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration, score_whole_calls=not a.cut_calls))
+    planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration, calls=a.calls))
     oracle = OraclePlanner()
     encoder = EncoderConfig(kind=a.encoder)
     worlds = arena_layouts(a.layouts)
@@ -91,7 +106,7 @@ def main() -> None:
     n = sum(agree.values())
     lat = np.array(lat)
     print(f"embedded planner ({backend.name}, {a.backend} {getattr(backend, 'weights', a.scoring)}, encoder {a.encoder!r}, "
-          f"{'whole' if not a.cut_calls else 'cut'} calls, calibration {'off' if a.no_calibration else 'on'}, "
+          f"calls {a.calls}, calibration {'off' if a.no_calibration else 'on'}, "
           f"{'an earlier instruction' if a.history else 'no history'}, {a.threads} thread(s)) vs oracle")
     print(f"  decisions: {n}, invalid: {invalid}, wall {time.perf_counter() - start:.0f} s")
     print(f"  agreement with the oracle: {agree[True] / n:.1%}  (chance ~{1 / len(ctx.candidates):.1%}: 1 of {len(ctx.candidates)} calls)")

@@ -76,6 +76,27 @@ class _InvalidPlanner:
         return Decision(SkillCall("fly", ("moon",)), planner=self.name)
 
 
+class _Recorder(OraclePlanner):
+    """The oracle, keeping every context it was asked about."""
+
+    def __init__(self):
+        self.contexts = []
+
+    def decide(self, context):
+        self.contexts.append(context)
+        return super().decide(context)
+
+
+def test_contexts_mark_the_observations_fixed_part(tmp_path):
+    planner = _Recorder()
+    run_agent(_cfg(tmp_path), planner=planner)
+    contexts = planner.contexts
+    assert len(contexts) >= 2 and len({c.world.agent.pos.tobytes() for c in contexts}) >= 2  # the agent moved
+    fixed = {c.observation[: c.observation_fixed] for c in contexts}
+    assert len(fixed) == 1 and all(c.observation_fixed > 0 for c in contexts)  # the pads' text, the same each time
+    assert fixed.pop().startswith("(units: dm) Red pad: (")
+
+
 def test_planner_failure_falls_back_and_the_run_finishes(tmp_path):
     run, summary = run_agent(_cfg(tmp_path), planner=_FailingPlanner())
     assert summary["fallbacks"] >= 1 and summary["steps"] == 200

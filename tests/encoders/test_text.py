@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flexrl.encoders.text import EncoderConfig, EventTracker, bearing, encode
+from flexrl.encoders.text import EncoderConfig, EventTracker, bearing, encode, fixed_prefix
 from flexrl.envs import ArenaEnv
 
 
@@ -16,9 +16,30 @@ def world():
 
 def test_absolute_form_in_configured_units(world):
     text = encode(world, EncoderConfig(kind="absolute", units="cm"))
-    assert text.startswith("Agent: (50, 100), Ball: (150, 180)")
-    assert "Red pad: (-100, 100)" in text and text.endswith("(units: cm)")
+    assert text.startswith("(units: cm) Red pad: (-100, 100), Green pad: (-150, -150)")
+    assert text.endswith("Yellow pad: (-150, 170), Agent: (50, 100), Ball: (150, 180)")
     assert "Agent: (0.5, 1.0)" in encode(world, EncoderConfig(kind="absolute", units="m", decimals=1))
+    older = encode(world, EncoderConfig(kind="absolute", units="cm", fixed_first=False))
+    assert older.startswith("Agent: (50, 100), Ball: (150, 180), Red pad: (-100, 100)") and older.endswith("(units: cm)")
+
+
+def test_fixed_prefix_is_what_no_motion_changes(world):
+    cfg = EncoderConfig(include_velocity=True)
+    env = ArenaEnv(ball_mode="drift")
+    env.reset(seed=4)
+    texts, prefixes = [], set()
+    for _ in range(4):
+        w = env.world_state()
+        text, fixed = encode(w, cfg, ["the ball hit you"]), fixed_prefix(w, cfg)
+        assert text.startswith(fixed) and text[len(fixed)] == " " and fixed.endswith(",")
+        texts.append(text[len(fixed) :])
+        prefixes.add(fixed)
+        for _ in range(15):
+            env.step((1.0, 0.5))
+    assert len(prefixes) == 1 and len(set(texts)) == 4  # the agent moved, the pads did not
+    assert texts[0].startswith(" Agent: (") and "Ball" not in fixed
+    assert fixed_prefix(world, EncoderConfig(fixed_first=False)) == ""
+    assert fixed_prefix(world, EncoderConfig(kind="compact")) == fixed_prefix(world, EncoderConfig(kind="egocentric")) == ""
 
 
 def test_egocentric_form_gives_bearings_and_approach(world):

@@ -2,20 +2,21 @@
 
 import pytest
 
-from flexrl.encoders import EncoderConfig, encode
+from flexrl.encoders import EncoderConfig, encode, fixed_prefix
 from flexrl.envs import ArenaEnv
 from flexrl.llm.base import OptionScore
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig, distinguishing_prefixes
+from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig, distinguishing_prefixes, naming_word_prefixes
 from flexrl.planners.oracle import OraclePlanner
 from flexrl.skills.library import SkillCall, candidate_calls
 
 
-def _context(text, intent=None, seed=3):
+def _context(text, intent=None, seed=3, fixed=False):
     env = ArenaEnv()
     env.reset(seed=seed)
     w = env.world_state()
-    return PlanContext(w, encode(w, EncoderConfig()), (Instruction("Go to the ball"), Instruction(text, intent)), tuple(candidate_calls(w)))
+    return PlanContext(w, encode(w, EncoderConfig()), (Instruction("Go to the ball"), Instruction(text, intent)), tuple(candidate_calls(w)),
+                       observation_fixed=len(fixed_prefix(w, EncoderConfig())) if fixed else 0)
 
 
 class FakeBackend:
@@ -79,13 +80,30 @@ def test_prompt_lists_skills_and_caches_everything_before_the_observation():
     assert calibration.startswith(cached) and cached.endswith("Observation:")
 
 
+def test_the_observations_fixed_part_joins_the_cached_prefix():
+    planner = LLMPlanner(FakeBackend())
+    ctx = _context("Avoid the ball!", fixed=True)
+    full, prefix = planner.prompt(ctx)
+    assert prefix.endswith("Observation: (units: dm) Red pad: " + ctx.observation.split("Red pad: ")[1].split(" Agent")[0])
+    assert full[len(prefix):].startswith(" Agent: (") and "pad" not in full[len(prefix):]
+    # nothing fixed: the prefix ends at the label, as before
+    assert planner.prompt(_context("Avoid the ball!"))[1].endswith("Observation:")
+    with pytest.raises(ValueError, match="observation_fixed=999"):
+        PlanContext(ctx.world, "short", ctx.instructions, ctx.candidates, observation_fixed=999)
+
+
+def _each_names_one_call(cut, calls):
+    """Each cut text starts exactly one call, and none is a prefix of another (disjoint answers)."""
+    return all(sum(c.startswith(k) for c in calls) == 1 for k in cut) and not any(
+        a != b and b.startswith(a) for a in cut for b in cut
+    )
+
+
 def test_calls_are_scored_up_to_the_word_that_sets_them_apart():
     calls = ["move(north)", "move(north_east)", "move(east)", "go_to(ball)", "go_to(red_pad)", "avoid(red_pad)", "stop"]
     cut = distinguishing_prefixes(calls)
     assert cut == ["move(north)", "move(north_east", "move(east", "go_to(ball", "go_to(red", "avoid", "stop"]
-    # each cut names exactly one call, and none is a prefix of another (disjoint answers)
-    assert all(sum(c.startswith(k) for c in calls) == 1 for k in cut)
-    assert not any(a != b and b.startswith(a) for a in cut for b in cut)
+    assert _each_names_one_call(cut, calls)
     # a call that is a prefix of another, or a duplicate, cannot be cut
     assert distinguishing_prefixes(["stop", "stop_all", "a", "a"]) == ["stop", "stop_all", "a", "a"]
 
@@ -93,13 +111,24 @@ def test_calls_are_scored_up_to_the_word_that_sets_them_apart():
 def test_decisions_map_cut_scores_back_to_whole_calls():
     backend = FakeBackend()
     ctx = _context("Avoid the ball!")
-    decision = LLMPlanner(backend, LLMPlannerConfig(score_whole_calls=False)).decide(ctx)
+    decision = LLMPlanner(backend, LLMPlannerConfig(calls="distinguishing")).decide(ctx)
     assert set(decision.scores) == {str(c) for c in ctx.candidates}
     assert decision.call == SkillCall("avoid", ("ball",))
     assert "go_to(red" in backend.last_options and "go_to(red_pad)" not in backend.last_options
-    whole = LLMPlanner(backend)
-    whole.decide(ctx)
+    LLMPlanner(backend, LLMPlannerConfig(calls="whole")).decide(ctx)
     assert backend.last_options == [str(c) for c in ctx.candidates]
+    LLMPlanner(backend).decide(ctx)  # the default: naming_word
+    assert "go_to(red" in backend.last_options and "go_to(ball)" in backend.last_options
+    with pytest.raises(ValueError, match="calls='all'; allowed: whole, naming_word, distinguishing"):
+        LLMPlannerConfig(calls="all")
+
+
+def test_arguments_stop_at_the_word_that_names_them():
+    calls = ["move(north)", "move(north_east)", "go_to(ball)", "go_to(red_pad)", "go_to(red)", "avoid(green_pad)", "stop"]
+    cut = naming_word_prefixes(calls)
+    # go_to(red_pad) stays whole: "go_to(red" also starts go_to(red)
+    assert cut == ["move(north)", "move(north_east)", "go_to(ball)", "go_to(red_pad)", "go_to(red)", "avoid(green", "stop"]
+    assert _each_names_one_call(cut, calls)
 
 
 def test_affordance_seam_adds_to_scores():
@@ -132,6 +161,17 @@ def test_embedded_model_is_deterministic_and_valid_on_odd_input(embedded_planner
         a, b = embedded_planner.decide(ctx), embedded_planner.decide(ctx)
         assert a.call == b.call and a.call in ctx.candidates
         assert a.scores == pytest.approx(b.scores, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_embedded_model_scores_the_same_with_the_fixed_part_cached(embedded_planner):
+    # the pads' text in the cached prefix: same decision and scores as with only the label cached
+    for seed in (3, 5):
+        plain, fixed = _context("Go to the red pad", seed=seed), _context("Go to the red pad", seed=seed, fixed=True)
+        assert embedded_planner.prompt(fixed)[1] != embedded_planner.prompt(plain)[1]
+        a, b = embedded_planner.decide(plain), embedded_planner.decide(fixed)
+        assert a.call == b.call
+        assert a.scores == pytest.approx(b.scores, abs=2e-3)
 
 
 class ChoiceBackend(FakeBackend):

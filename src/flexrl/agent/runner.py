@@ -17,7 +17,7 @@ import numpy as np
 from flexrl.agent.event_log import EventLog
 from flexrl.agent.instructions import InstructionChannel
 from flexrl.agent.video import VideoRecorder
-from flexrl.encoders.text import EncoderConfig, EventTracker, encode
+from flexrl.encoders.text import EncoderConfig, EventTracker, encode, fixed_prefix
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.planners.base import Decision, Instruction, PlanContext, Planner
 from flexrl.skills.library import ActiveSkill, SkillCall, Status, candidate_calls, start_skill
@@ -129,7 +129,8 @@ class AgentRunner:
     def _context(self, step: int, world, current: ActiveSkill | None) -> PlanContext:
         observation = encode(world, self.config.encoder, self.tracker.recent)
         return PlanContext(world, observation, tuple(self.instructions), tuple(candidate_calls(world)),
-                           current.call if current else None, step)
+                           current.call if current else None, step,
+                           observation_fixed=len(fixed_prefix(world, self.config.encoder)))
 
     def _apply(self, step: int, context: PlanContext, outcome: Decision | BaseException, latency_ms: float,
                current: ActiveSkill | None, reason: str) -> ActiveSkill:

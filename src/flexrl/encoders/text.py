@@ -1,10 +1,14 @@
 """World state -> text, for the planner's prompt.
 
-Three forms: absolute coordinates ("Agent: (15, 30), Ball: (20, 25), Red pad: (-40, 10)"),
+Three forms: absolute coordinates ("(units: dm) Red pad: (-40, 10), ..., Agent: (15, 30), Ball: (20, 25)"),
 egocentric bearings ("ball: 0.4 m north-east, approaching") and the compact egocentric form
 ("ball 4 NE, red pad 12 W, ... (dm)"), which says the same in fewer tokens (about 35 against 60
 for the absolute form with SmolLM2's tokenizer): the planner's language model reads every token of
 it at each decision, while the skills do the geometry. Recent events are appended by :class:`EventTracker`. Units and rounding are configuration.
+
+The absolute form writes what never moves (the unit, the pads) first: :func:`fixed_prefix` is that
+leading text, the same at every decision of an episode, so a planner can cache it with the rest of
+its prompt prefix and read only the agent and the ball anew (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ class EncoderConfig:
         units: "m", "dm" or "cm".
         decimals: digits after the point (0 gives integers).
         include_velocity: add the ball's velocity (absolute form) or whether it approaches (egocentric forms).
+        fixed_first: absolute form: the unit and the pads (which never move) before the agent and the ball,
+            so that the text's leading part stays the same through an episode; False gives the older
+            "Agent: ..., Ball: ..., Red pad: ... (units: dm)".
     """
 
     kind: str = "absolute"
     units: str = "dm"
     decimals: int = 0
     include_velocity: bool = False
+    fixed_first: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ENCODERS:
@@ -61,16 +69,42 @@ def bearing(vec: np.ndarray) -> str:
     return _BEARINGS[int((ang + 22.5) // 45) % 8]
 
 
-def encode_absolute(world: WorldState, cfg: EncoderConfig) -> str:
-    """"Agent: (x, y), Ball: (x, y), Red pad: (x, y), ..." in the configured units."""
-    def point(p: np.ndarray) -> str:
-        return f"({_num(p[0], cfg)}, {_num(p[1], cfg)})"
+def _point(p: np.ndarray, cfg: EncoderConfig) -> str:
+    return f"({_num(p[0], cfg)}, {_num(p[1], cfg)})"
 
-    parts = [f"Agent: {point(world.agent.pos)}", f"Ball: {point(world.ball.pos)}"]
+
+def _pads(world: WorldState, cfg: EncoderConfig) -> list[str]:
+    return [f"{_label(n)}: {_point(p, cfg)}" for n, p in world.pads.items()]
+
+
+def _movers(world: WorldState, cfg: EncoderConfig) -> list[str]:
+    ball = f"Ball: {_point(world.ball.pos, cfg)}"
     if cfg.include_velocity:
-        parts[-1] += f" moving {point(world.ball.vel)}/s"
-    parts += [f"{_label(n)}: {point(p)}" for n, p in world.pads.items()]
-    return ", ".join(parts) + f" (units: {cfg.units})"
+        ball += f" moving {_point(world.ball.vel, cfg)}/s"
+    return [f"Agent: {_point(world.agent.pos, cfg)}", ball]
+
+
+def encode_absolute(world: WorldState, cfg: EncoderConfig) -> str:
+    """"(units: dm) Red pad: (x, y), ..., Agent: (x, y), Ball: (x, y)" in the configured units.
+
+    With ``fixed_first`` off: "Agent: (x, y), Ball: (x, y), Red pad: (x, y), ... (units: dm)".
+    """
+    if not cfg.fixed_first:
+        return ", ".join(_movers(world, cfg) + _pads(world, cfg)) + f" (units: {cfg.units})"
+    return f"{fixed_prefix(world, cfg)} {', '.join(_movers(world, cfg))}"
+
+
+def fixed_prefix(world: WorldState, cfg: EncoderConfig) -> str:
+    """The leading text of the observation that no motion changes ("" when there is none).
+
+    The absolute form with ``fixed_first``: the unit and the pads, up to the comma before the agent, so
+    the text after it starts a new word (" Agent: ...") and tokenises as it does in the whole text.
+    The egocentric forms measure everything from the agent: nothing in them is fixed.
+    """
+    if cfg.kind != "absolute" or not cfg.fixed_first:
+        return ""
+    pads = _pads(world, cfg)
+    return f"(units: {cfg.units})" + (f" {', '.join(pads)}," if pads else "")
 
 
 def _relative(world: WorldState, cfg: EncoderConfig) -> list[tuple[str, str, str, str]]:

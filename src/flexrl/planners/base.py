@@ -35,6 +35,9 @@ class PlanContext:
         candidates: the valid skill calls to choose from.
         current: the skill running now, if any.
         step: control step.
+        observation_fixed: how many leading characters of ``observation`` stay the same through the
+            episode (e.g. the pads, which never move; see :func:`flexrl.encoders.fixed_prefix`). A planner
+            may cache them with its prompt prefix; 0 says nothing is known to be fixed.
     """
 
     world: WorldState
@@ -43,6 +46,13 @@ class PlanContext:
     candidates: tuple[SkillCall, ...]
     current: SkillCall | None = None
     step: int = 0
+    observation_fixed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.observation_fixed <= len(self.observation):
+            raise ValueError(
+                f"observation_fixed={self.observation_fixed!r}; allowed: 0 to the observation's length ({len(self.observation)})"
+            )
 
     @property
     def instruction(self) -> Instruction | None:

@@ -18,19 +18,24 @@ class PlannerConfig:
         name: "llm", "oracle" (reads the instruction's intent: an upper bound) or "random" (a lower bound).
         calibrate: subtract each call's score under a content-free prompt (LLM planner).
         history: earlier instructions shown in the prompt (LLM planner).
-        score_whole_calls: score every token of each call, not only up to the word that sets it apart (LLM planner).
+        calls: how much of each skill call is scored: "whole", "naming_word" or "distinguishing" (LLM planner;
+            see :class:`~flexrl.planners.llm_planner.LLMPlannerConfig`).
         affordance_weight: weight of affordance scores when an affordance function is given (LLM planner).
     """
 
     name: str = "llm"
     calibrate: bool = True
     history: int = 2
-    score_whole_calls: bool = True
+    calls: str = "naming_word"
     affordance_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name not in PLANNERS:
             raise ValueError(f"planner={self.name!r}; allowed: {', '.join(PLANNERS)}")
+        from flexrl.planners.llm_planner import CALL_SCORING
+
+        if self.calls not in CALL_SCORING:
+            raise ValueError(f"planner.calls={self.calls!r}; allowed: {', '.join(CALL_SCORING)}")
 
 
 def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 0) -> Planner:
@@ -47,5 +52,5 @@ def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 
     from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
 
     settings = LLMPlannerConfig(calibrate=cfg.calibrate, history=cfg.history, affordance_weight=cfg.affordance_weight,
-                                score_whole_calls=cfg.score_whole_calls)
+                                calls=cfg.calls)
     return LLMPlanner(build_backend(llm or LLMConfig()), settings)
