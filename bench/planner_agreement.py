@@ -4,7 +4,7 @@ Scenarios = 16 instructions (with their intents) x N seeded layouts; every decis
 for validity, so the default 16 x 63 = 1,008 decisions count invalid decisions over >= 1,000.
 Decision latency (cached prefix, 1 torch thread) is reported as p50/p95.
 
-    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--calls whole|naming_word|distinguishing] [--encoder compact] [--backend llama_cpp [--scoring grammar]]
+    HF_HUB_OFFLINE=1 python bench/planner_agreement.py [--layouts 63] [--history] [--calls whole|naming_word|distinguishing] [--encoder compact] [--agent-first] [--backend llama_cpp [--scoring grammar]]
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def main() -> None:
                    help="each instruction replaces an earlier one: the scenario half the list away (another intent)")
     p.add_argument("--calls", default=LLMPlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
     p.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS), help="observation form")
+    p.add_argument("--agent-first", action="store_true", help="absolute form in the older order: agent and ball before the pads")
     p.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
     p.add_argument("--backend", default="transformers", choices=["transformers", "llama_cpp"])
     p.add_argument("--scoring", default="logprobs", choices=["logprobs", "grammar"], help="llama_cpp only")
@@ -84,7 +85,7 @@ def main() -> None:
         backend = TransformersBackend(threads=a.threads, cpu_weights=a.cpu_weights)
     planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration, calls=a.calls))
     oracle = OraclePlanner()
-    encoder = EncoderConfig(kind=a.encoder)
+    encoder = EncoderConfig(kind=a.encoder, fixed_first=not a.agent_first)
     worlds = arena_layouts(a.layouts)
 
     agree, invalid, lat = collections.Counter(), 0, []
@@ -105,7 +106,7 @@ def main() -> None:
             chosen[d.call.name] += 1
     n = sum(agree.values())
     lat = np.array(lat)
-    print(f"embedded planner ({backend.name}, {a.backend} {getattr(backend, 'weights', a.scoring)}, encoder {a.encoder!r}, "
+    print(f"embedded planner ({backend.name}, {a.backend} {getattr(backend, 'weights', a.scoring)}, encoder {a.encoder!r}{' agent first' if a.agent_first else ''}, "
           f"calls {a.calls}, calibration {'off' if a.no_calibration else 'on'}, "
           f"{'an earlier instruction' if a.history else 'no history'}, {a.threads} thread(s)) vs oracle")
     print(f"  decisions: {n}, invalid: {invalid}, wall {time.perf_counter() - start:.0f} s")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,8 @@ def test_fixed_prefix_is_what_no_motion_changes(world):
     assert len(prefixes) == 1 and len(set(texts)) == 4  # the agent moved, the pads did not
     assert texts[0].startswith(" Agent: (") and "Ball" not in fixed
     assert fixed_prefix(world, EncoderConfig(fixed_first=False)) == ""
+    bare = dataclasses.replace(world, pads={})
+    assert fixed_prefix(bare, cfg) == "(units: dm)" and encode(bare, cfg).startswith("(units: dm) Agent: (")
     assert fixed_prefix(world, EncoderConfig(kind="compact")) == fixed_prefix(world, EncoderConfig(kind="egocentric")) == ""
 
 

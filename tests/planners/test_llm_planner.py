@@ -88,6 +88,10 @@ def test_the_observations_fixed_part_joins_the_cached_prefix():
     assert full[len(prefix):].startswith(" Agent: (") and "pad" not in full[len(prefix):]
     # nothing fixed: the prefix ends at the label, as before
     assert planner.prompt(_context("Avoid the ball!"))[1].endswith("Observation:")
+    # a cut that does not fall just before a space is not cached (it would change the tokens)
+    for n in (ctx.observation_fixed - 1, ctx.observation_fixed + 1, len(ctx.observation)):
+        odd = PlanContext(ctx.world, ctx.observation, ctx.instructions, ctx.candidates, observation_fixed=n)
+        assert planner.prompt(odd)[1].endswith("Observation:")
     with pytest.raises(ValueError, match="observation_fixed=999"):
         PlanContext(ctx.world, "short", ctx.instructions, ctx.candidates, observation_fixed=999)
 
@@ -128,6 +132,17 @@ def test_arguments_stop_at_the_word_that_names_them():
     cut = naming_word_prefixes(calls)
     # go_to(red_pad) stays whole: "go_to(red" also starts go_to(red)
     assert cut == ["move(north)", "move(north_east)", "go_to(ball)", "go_to(red_pad)", "go_to(red)", "avoid(green", "stop"]
+    assert _each_names_one_call(cut, calls)
+
+
+def test_naming_word_on_the_arenas_calls():
+    env = ArenaEnv()
+    env.reset(seed=0)
+    calls = [str(c) for c in candidate_calls(env.world_state())]
+    cut = naming_word_prefixes(calls)
+    changed = {c: k for c, k in zip(calls, cut) if c != k}
+    assert len(changed) == 12 and all(c.endswith("_pad)") and k == c[: c.index("_pad")] for c, k in changed.items())
+    assert "move(north_east)" in cut and "go_to(ball)" in cut and "stop" in cut
     assert _each_names_one_call(cut, calls)
 
 
@@ -172,6 +187,12 @@ def test_embedded_model_scores_the_same_with_the_fixed_part_cached(embedded_plan
         a, b = embedded_planner.decide(plain), embedded_planner.decide(fixed)
         assert a.call == b.call
         assert a.scores == pytest.approx(b.scores, abs=2e-3)
+    # and against no cache at all
+    full, prefix = embedded_planner.prompt(fixed)
+    options = [str(c) for c in fixed.candidates]
+    cached = embedded_planner.backend.score_options(full, options, cache_prefix=prefix)
+    uncached = embedded_planner.backend.score_options(full, options)
+    assert [s.logprob for s in cached] == pytest.approx([s.logprob for s in uncached], abs=2e-3)
 
 
 class ChoiceBackend(FakeBackend):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexrl.encoders import EncoderConfig, encode
+from flexrl.encoders import EncoderConfig, encode, fixed_prefix
 from flexrl.envs import ArenaEnv
 from flexrl.planners.base import Instruction, PlanContext
 from flexrl.skills.library import candidate_calls
@@ -18,10 +18,13 @@ def test_decide_batch_matches_decide():
     planner = LLMPlanner(TransformersBackend(threads=1))
     env = ArenaEnv(ball_mode="drift")
     contexts = []
-    for seed, text in enumerate(["Avoid the ball!", "Go to the red pad", "Go north", "Stop!"]):
-        env.reset(seed=seed)
+    for seed, text in enumerate(["Avoid the ball!", "Go to the red pad", "Go north", "Stop!", "Go to the red pad"]):
+        env.reset(seed=seed % 4)
         w = env.world_state()
-        contexts.append(PlanContext(w, encode(w, EncoderConfig()), (Instruction(text),), tuple(candidate_calls(w))))
+        # the odd ones with the pads cached, the others without; the last repeats the first layout
+        fixed = len(fixed_prefix(w, EncoderConfig())) if seed % 2 else 0
+        contexts.append(PlanContext(w, encode(w, EncoderConfig()), (Instruction(text),), tuple(candidate_calls(w)),
+                                    observation_fixed=fixed))
     one_by_one = [planner.decide(c) for c in contexts]
     batched = planner.decide_batch(contexts)
     assert [d.call for d in batched] == [d.call for d in one_by_one]

@@ -97,8 +97,9 @@ def encode_absolute(world: WorldState, cfg: EncoderConfig) -> str:
 def fixed_prefix(world: WorldState, cfg: EncoderConfig) -> str:
     """The leading text of the observation that no motion changes ("" when there is none).
 
-    The absolute form with ``fixed_first``: the unit and the pads, up to the comma before the agent, so
-    the text after it starts a new word (" Agent: ...") and tokenises as it does in the whole text.
+    The absolute form with ``fixed_first``: the unit and the pads, up to the comma before the agent (just
+    "(units: dm)" when there are no pads), so the text after it starts a new word (" Agent: ...") and
+    tokenises as it does in the whole text.
     The egocentric forms measure everything from the agent: nothing in them is fixed.
     """
     if cfg.kind != "absolute" or not cfg.fixed_first:

@@ -34,8 +34,8 @@ from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# A few prefixes (e.g. one per instruction, and its calibration prompt) cover a run; each costs ~15 MB
-# of KV (SmolLM2-135M, 320 tokens).
+# A few prefixes (e.g. one per instruction and episode layout, and the calibration prompt) cover a run;
+# each costs ~15 MB of KV (SmolLM2-135M, 320 tokens).
 _MAX_MEMOISED_PREFIXES = 4
 # Attention implementation set on every loaded model: sdpa, except for the tree pass (see below).
 _TREE_ATTENTION = "flexrl_tree_sdpa"

@@ -37,7 +37,8 @@ class PlanContext:
         step: control step.
         observation_fixed: how many leading characters of ``observation`` stay the same through the
             episode (e.g. the pads, which never move; see :func:`flexrl.encoders.fixed_prefix`). A planner
-            may cache them with its prompt prefix; 0 says nothing is known to be fixed.
+            may cache them with its prompt prefix; 0 says nothing is known to be fixed. The cut should
+            fall just before a space, so that what follows starts a word; the LLM planner ignores other cuts.
     """
 
     world: WorldState

@@ -29,6 +29,7 @@ from flexrl.skills.library import SKILLS, SkillCall
 
 CONTENT_FREE = "N/A"
 CALL_SCORING = ("whole", "naming_word", "distinguishing")
+_BATCH_CACHE_TOKENS = 8192
 OBSERVATION_LABEL = "Observation:"
 Affordance = Callable[[PlanContext, SkillCall], float]
 
@@ -44,9 +45,10 @@ class LLMPlannerConfig:
     Attributes:
         calibrate: subtract each call's score under a content-free prompt (instruction and observation "N/A").
         calls: how much of each call is scored: "whole", "naming_word" (arguments of several words stop
-            at the word that names them: 23 option tokens fed per decision instead of 59, same agreement
-            with the oracle) or "distinguishing" (every call cut after the word that sets it apart:
-            fewer tokens still, but the embedded model chose worse; see docs/benchmarks.md).
+            at the word that names them: 23 option tokens fed per decision instead of 59; about the same
+            agreement with the oracle, 4 points lower on the benchmark suite than whole calls) or
+            "distinguishing" (every call cut after the word that sets it apart: fewer tokens still, but
+            the embedded model chose worse; see docs/benchmarks.md).
         history: how many earlier instructions to show.
         examples: few-shot (instruction, call) pairs added to the system text.
         affordance_weight: weight of the affordance scores (e.g. skill value functions), if given.
@@ -113,7 +115,10 @@ class LLMPlanner:
         last and only its changing part (and the options) are new tokens for most decisions.
         """
         full, prefix = self._split(self.system_text(context.candidates), self.user_text(context))
-        fixed = context.observation[: context.observation_fixed]
+        observation, n = context.observation, context.observation_fixed
+        # Only a cut before a space is taken: the rest then starts a new word and tokenises as it does in
+        # the whole prompt (a cut inside a word, or after the space, would change the scores).
+        fixed = observation[:n] if 0 < n < len(observation) and observation[n] == " " != observation[n - 1] else ""
         if fixed and full.startswith(f"{prefix} {fixed}"):
             prefix = f"{prefix} {fixed}"
         return full, prefix
@@ -190,7 +195,10 @@ class LLMPlanner:
             if isinstance(self.backend, TransformersBackend):
                 from flexrl.llm.batching import BatchScorer
 
-                self._scorer = BatchScorer(self.backend)
+                # Room for every environment's prompt (~290 tokens each, 16 environments in `flexrl bench`) and
+                # the previous tick's: with the default 4096 tokens, two episodes a tick lost their cached pads
+                # and a tick of 16 decisions took 5.1-5.5 s instead of 3.5-3.7 s (about 370 MB of KV at most).
+                self._scorer = BatchScorer(self.backend, cache_tokens=_BATCH_CACHE_TOKENS)
         return self._scorer
 
 
