@@ -32,10 +32,9 @@ class PlannerConfig:
     def __post_init__(self) -> None:
         if self.name not in PLANNERS:
             raise ValueError(f"planner={self.name!r}; allowed: {', '.join(PLANNERS)}")
-        from flexrl.planners.llm_planner import CALL_SCORING
+        from flexrl.planners.llm_planner import check_call_scoring
 
-        if self.calls not in CALL_SCORING:
-            raise ValueError(f"planner.calls={self.calls!r}; allowed: {', '.join(CALL_SCORING)}")
+        check_call_scoring(self.calls)
 
 
 def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 0) -> Planner:

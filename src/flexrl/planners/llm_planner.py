@@ -61,8 +61,13 @@ class LLMPlannerConfig:
     affordance_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.calls not in CALL_SCORING:
-            raise ValueError(f"planner calls={self.calls!r}; allowed: {', '.join(CALL_SCORING)}")
+        check_call_scoring(self.calls)
+
+
+def check_call_scoring(calls: str) -> None:
+    """Raise a one-line error unless ``calls`` is one of :data:`CALL_SCORING`."""
+    if calls not in CALL_SCORING:
+        raise ValueError(f"planner.calls={calls!r}; allowed: {', '.join(CALL_SCORING)}")
 
 
 class LLMPlanner:
@@ -227,12 +232,7 @@ def distinguishing_prefixes(options: list[str]) -> list[str]:
     answers, each naming one option. An option that no cut sets apart (it is a prefix of another
     option, or a duplicate) is scored whole.
     """
-    cut = []
-    for i, option in enumerate(options):
-        others = [o for j, o in enumerate(options) if j != i]
-        ends = [m.end() for m in re.finditer(r"[A-Za-z0-9]+", option)]
-        cut.append(next((option[:e] for e in ends if not any(o.startswith(option[:e]) for o in others)), option))
-    return cut
+    return [_first_free_cut(options, i, _word_ends(option)) for i, option in enumerate(options)]
 
 
 def naming_word_prefixes(options: list[str]) -> list[str]:
@@ -246,14 +246,21 @@ def naming_word_prefixes(options: list[str]) -> list[str]:
     """
     out = []
     for i, option in enumerate(options):
-        others = [o for j, o in enumerate(options) if j != i]
         start, end = option.find("("), option.rfind(")")
-        head = option
-        if 0 <= start < end:
-            ends = [start + 1 + m.end() for m in re.finditer(r"[A-Za-z0-9]+", option[start + 1 : end])]
-            head = next((option[:e] for e in ends[:-1] if not any(o.startswith(option[:e]) for o in others)), option)
-        out.append(head)
+        inner = [e for e in _word_ends(option) if start < e <= end] if 0 <= start < end else []
+        out.append(_first_free_cut(options, i, inner[:-1]))  # never the argument's last word: that is whole
     return out
+
+
+def _word_ends(text: str) -> list[int]:
+    return [m.end() for m in re.finditer(r"[A-Za-z0-9]+", text)]
+
+
+def _first_free_cut(options: list[str], i: int, ends: list[int]) -> str:
+    """``options[i]`` cut at the first of ``ends`` where no other option starts with the cut text, else whole."""
+    option = options[i]
+    others = [o for j, o in enumerate(options) if j != i]
+    return next((option[:e] for e in ends if not any(o.startswith(option[:e]) for o in others)), option)
 
 
 def _ordered_args(candidates: tuple[SkillCall, ...], name: str) -> list[str]:
