@@ -87,6 +87,7 @@ class LLMPlanner:
         self.affordance = affordance
         self._calibration: dict[tuple[str, ...], list[float]] = {}
         self._system_cache: dict[tuple[str, ...], str] = {}
+        self._scored_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
     # ------------------------------------------------------------------------------ prompt
     def system_text(self, candidates: tuple[SkillCall, ...]) -> str:
@@ -134,10 +135,12 @@ class LLMPlanner:
 
     # ------------------------------------------------------------------------------ scoring
     def _scored(self, options: list[str]) -> list[str]:
-        """The texts scored for the calls (see ``LLMPlannerConfig.calls``)."""
-        if self.config.calls == "naming_word":
-            return naming_word_prefixes(options)
-        return options if self.config.calls == "whole" else distinguishing_prefixes(options)
+        """The texts scored for the calls (see ``LLMPlannerConfig.calls``), worked out once per candidate set."""
+        key = (self.config.calls, tuple(options))
+        if key not in self._scored_cache:
+            cut = {"whole": list, "naming_word": naming_word_prefixes, "distinguishing": distinguishing_prefixes}
+            self._scored_cache[key] = cut[self.config.calls](options)
+        return self._scored_cache[key]
 
     def _content_free(self, context: PlanContext, scored: list[str]) -> list[float]:
         key = tuple(scored)
