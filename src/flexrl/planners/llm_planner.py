@@ -204,8 +204,8 @@ class LLMPlanner:
                 from flexrl.llm.batching import BatchScorer
 
                 # Room for every environment's prompt (~290 tokens each, 16 environments in `flexrl bench`) and
-                # the previous tick's: with the default 4096 tokens, two episodes a tick lost their cached pads
-                # and a tick of 16 decisions took 5.1-5.5 s instead of 3.5-3.7 s (about 370 MB of KV at most).
+                # the previous tick's: with the default 4096 tokens some episodes lost their cached pads each
+                # tick, and the suite took 3 min 52 s instead of 3 min 37 s (docs/bench.md; at most ~370 MB of KV).
                 self._scorer = BatchScorer(self.backend, cache_tokens=_BATCH_CACHE_TOKENS)
         return self._scorer
 
