@@ -16,7 +16,6 @@ import statistics
 import tempfile
 import time
 
-import flexrl.envs  # noqa: F401
 import flexrl.skills.training_run as training_run
 from stable_baselines3.common.logger import Logger
 

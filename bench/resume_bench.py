@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import flexrl.envs  # noqa: F401
 from flexrl.skills.evaluate import evaluate_family
 from flexrl.skills.policies import PolicySet
 

@@ -22,7 +22,6 @@ from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
-import flexrl.envs  # noqa: E402,F401
 from flexrl.envs import ArenaEnv  # noqa: E402
 from flexrl.skills.evaluate import evaluate_skill  # noqa: E402
 from flexrl.skills.library import SKILLS  # noqa: E402

@@ -6,4 +6,3 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import flexrl.envs  # noqa: E402,F401  (registers the env ids)

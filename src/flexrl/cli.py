@@ -9,6 +9,7 @@ allowed, not a traceback. Only this module and ``flexrl.config`` touch Hydra or 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ COMMANDS = {
     "eval": "measure skill success rates over seeded episodes (Hydra app)",
     "bench": "the instruction-following benchmark: task suite x planners -> report (Hydra app)",
     "runs": "list, show and compare runs in the workspace",
+    "convert": "turn SB3 PPO zips into weights-only policies (safetensors + JSON) without running their pickles",
     "serve": "serve a local model through an OpenAI-compatible API on 127.0.0.1 (batched)",
     "infer": "one prompt through any backend: score options or generate",
     "launch": "multi-GPU inference: vLLM presets with tensor parallelism, or transformers under torchrun",
@@ -37,17 +39,17 @@ class UsageError(Exception):
 def _train(cfg) -> float:
     from omegaconf import OmegaConf
 
-    from flexrl.config.schema import TrainAppConfig
+    from flexrl.config.validate import load_run_config
     from flexrl.runs.atomic import write_text
     from flexrl.runs.run_dir import RunDir, recorded_status
-    from flexrl.skills.training_run import train_in_run
+    from flexrl.skills.training_run import TrainingRunConfig, train_in_run
 
-    import flexrl.envs  # noqa: F401  (registers the env ids)
-
-    if cfg.resume:
+    if cfg.resume:  # checked before Hydra ran (_check_resume): the run, its config and its checkpoint
         run = RunDir.open(cfg.resume)
-        stored = OmegaConf.merge(OmegaConf.structured(TrainAppConfig), OmegaConf.load(run.path / "config.yaml"))
-        settings: TrainAppConfig = OmegaConf.to_object(stored)
+        settings = load_run_config(run.path / "config.yaml", "train")
+        changed = _resume_overrides(cfg, settings)
+        if changed:
+            write_text(run.path / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(settings)))
         run.reopen(_command("train"))
     else:
         settings = OmegaConf.to_object(cfg)
@@ -55,14 +57,47 @@ def _train(cfg) -> float:
         write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     print(f"flexrl train {settings.skill.family}: run {run.path}")
     with recorded_status(run):
-        from flexrl.skills.training_run import TrainingRunConfig
-
         plain = TrainingRunConfig(**{k: getattr(settings, k) for k in TrainingRunConfig.__dataclass_fields__})
         metrics = train_in_run(plain, run, resume=bool(cfg.resume))
     success = ", ".join(f"{k} {v:.0%}" for k, v in metrics["success"].items())
     print(f"{metrics['family']}: {metrics['steps']} steps in {metrics['wall_seconds']:.1f} s; success {success}; "
-          f"objective {metrics['objective']}; policy -> {run.path / 'checkpoints' / (metrics['family'] + '.zip')}")
+          f"objective {metrics['objective']}; policy -> {run.path / 'checkpoints' / (metrics['family'] + '.safetensors')}")
     return metrics["objective"]
+
+
+def _resume_overrides(cfg, settings) -> list[str]:
+    """Apply to a resumed run's stored settings the overrides a resume accepts; returns the keys changed."""
+    from omegaconf import OmegaConf
+
+    given = {_override_key(o) for o in _overrides()}
+    changed = []
+    if given & {"skill.total_steps", "ppo.total_steps"}:
+        settings.skill.total_steps = settings.ppo.total_steps = int(cfg.ppo.total_steps)
+        changed.append("total_steps")
+    for key in ("checkpoint_every", "tracking.progress", "experiment.workspace"):
+        if key in given:
+            *path, leaf = key.split(".")
+            setattr(functools.reduce(getattr, path, settings), leaf, OmegaConf.select(cfg, key))
+            changed.append(key)
+    return changed
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0].strip()
+
+
+def _check_resume(cfg, overrides: list[str]) -> None:
+    """Refuse, before Hydra touches the run directory, a resume this workspace must not do."""
+    from flexrl.config.validate import ConfigError, load_run_config
+    from flexrl.skills.training_run import RESUMABLE_KEYS, open_resumable
+
+    fixed = sorted({_override_key(o) for o in overrides} - {"resume", *RESUMABLE_KEYS})
+    if fixed:
+        raise ConfigError(f"{fixed[0]} cannot change on resume: the run keeps its stored config.yaml (allowed with "
+                          f"resume: {', '.join(RESUMABLE_KEYS)}); to change it, fine-tune in a new run: "
+                          f"flexrl train parent={cfg.resume} {fixed[0]}=...")
+    run = open_resumable(cfg.resume, cfg.experiment.workspace)
+    load_run_config(run.path / "config.yaml", "train")
 
 
 def _run(cfg) -> dict:
@@ -113,7 +148,6 @@ def _eval(cfg) -> float:
     from omegaconf import OmegaConf
     from tqdm import tqdm
 
-    import flexrl.envs  # noqa: F401
     from flexrl.config.schema import EvalAppConfig
     from flexrl.runs.atomic import write_json, write_text
     from flexrl.runs.run_dir import recorded_status
@@ -213,9 +247,13 @@ WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _
 
 # ------------------------------------------------------------------------------------------ plumbing
 def _command(name: str) -> list[str]:
+    return ["flexrl", name, *_overrides()]
+
+
+def _overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
-    return ["flexrl", name, *HydraConfig.get().overrides.task]
+    return list(HydraConfig.get().overrides.task)
 
 
 def _hydra_run_dir() -> str:
@@ -255,11 +293,25 @@ def _task(name: str) -> Callable[[Any], Any]:
             return WORK[name](cfg)
         except (ValueError, FileNotFoundError, FileExistsError, LLMError, ImportError) as err:
             print(f"flexrl {name}: {err}", file=sys.stderr)
+            _remove_if_empty(Path(_hydra_run_dir()), name)
             raise SystemExit(2) from None
 
     task.__module__ = __name__
     task.__qualname__ = task.__name__ = f"{name}_task"
     return task
+
+
+def _remove_if_empty(path: Path, job: str) -> None:
+    """Hydra makes the run directory (and its ``<job>.log``) before the work starts; a run refused on the spot
+    leaves neither it nor an emptied experiment directory behind."""
+    if not path.is_dir() or {p.name for p in path.iterdir()} - {f"{job}.log"}:
+        return  # a run that started keeps its files
+    (path / f"{job}.log").unlink(missing_ok=True)
+    for directory in (path, path.parent):
+        try:
+            directory.rmdir()
+        except OSError:  # not empty: other runs live there
+            break
 
 
 def _run_hydra_app(name: str, args: list[str]) -> int:
@@ -274,7 +326,9 @@ def _run_hydra_app(name: str, args: list[str]) -> int:
                         or a.startswith(("--cfg=", "--info=")) for a in args)
     if not informational:
         overrides = [a for a in args if not a.startswith("-")]
-        compose_checked(name, overrides)
+        composed = compose_checked(name, overrides)
+        if name == "train" and composed.resume:
+            _check_resume(composed, overrides)
     app = hydra.main(version_base="1.3", config_path="conf", config_name=name)(_task(name))
     saved = sys.argv
     sys.argv = [f"flexrl {name}", *args]
@@ -310,8 +364,23 @@ def _runs(args: list[str]) -> int:
     return 0
 
 
+def _convert(args: list[str]) -> int:
+    from flexrl.skills.checkpoint import convert_sb3_zip
+
+    p = argparse.ArgumentParser(prog="flexrl convert", description=COMMANDS["convert"] + ". Reads only the zip's "
+                                "JSON and its tensors (torch.load with weights_only=True); loadable then with "
+                                "checkpoints=DIR or policies.<family>=DIR.")
+    p.add_argument("zips", nargs="+", help="SB3 PPO zips; each becomes <stem>.safetensors + <stem>.json")
+    p.add_argument("--out", required=True, help="directory for the weights-only policies")
+    a = p.parse_args(args)
+    for source in a.zips:
+        path = convert_sb3_zip(source, a.out, Path(source).stem)
+        print(f"{source} -> {path} (+ {path.with_suffix('.json').name})")
+    return 0
+
+
 def _serve(args: list[str]) -> int:
-    from flexrl.llm.server import main as serve_main
+    from flexrl.llm.serving.cli import main as serve_main
 
     return serve_main(args)
 
@@ -361,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_hydra_app(name, rest)
         if name == "runs":
             return _runs(rest)
+        if name == "convert":
+            return _convert(rest)
         if name == "serve":
             return _serve(rest)
         if name == "infer":
@@ -372,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "k8s":
             from flexrl.deploy.k8s_cli import k8s_main
 
-            return k8s_main(rest)
+            return k8s_main(rest, main)
         raise UsageError(f"unknown command {name!r}; allowed: {', '.join(COMMANDS)}")
     except (UsageError, ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
         print(f"flexrl {name}: {err}", file=sys.stderr)

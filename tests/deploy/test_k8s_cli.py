@@ -9,6 +9,7 @@ import yaml
 
 pytest.importorskip("kubernetes", reason="the k8s extra (pip install 'flexrl[k8s]') is not installed")
 
+from flexrl.cli import main as flexrl_main  # noqa: E402
 from flexrl.config.sweep_expand import expand_sweep  # noqa: E402
 from flexrl.deploy import k8s_cli  # noqa: E402
 from flexrl.deploy.k8s_cli import k8s_main  # noqa: E402
@@ -17,7 +18,7 @@ DEPLOY_K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
 
 def _dry_run(capsys, *argv: str) -> list[dict]:
-    assert k8s_main(["submit", *argv, "--dry-run"]) == 0
+    assert k8s_main(["submit", *argv, "--dry-run"], flexrl_main) == 0
     return list(yaml.safe_load_all(capsys.readouterr().out))
 
 
@@ -99,14 +100,14 @@ def test_flexrl_serving_on_cpu(capsys):
     (["submit", "train", "--dry-run", "--node-selector", "novalue"], "expected KEY=VALUE"),
 ])
 def test_bad_input_is_one_line(capsys, argv, says):
-    assert k8s_main(argv) == 2
+    assert k8s_main(argv, flexrl_main) == 2
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1
 
 
 def test_status_without_a_cluster_is_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
-    assert k8s_main(["status"]) == 2
+    assert k8s_main(["status"], flexrl_main) == 2
     err = capsys.readouterr().err
     assert err.startswith("flexrl k8s: no Kubernetes cluster") and err.count("\n") == 1
 
@@ -115,11 +116,11 @@ def test_trial_runs_the_overrides_of_its_completion_index(monkeypatch, tmp_path)
     (tmp_path / "trials").mkdir()
     (tmp_path / "trials" / "1").write_text("ppo.gamma=0.9\nexperiment=quick\n")
     calls = []
-    monkeypatch.setattr("flexrl.cli.main", lambda argv: calls.append(argv) or 0)
+    record = lambda argv: calls.append(argv) or 0  # noqa: E731
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
-    assert k8s_main(["trial", "--trials", str(tmp_path / "trials"), "--run-root", "/workspace/x/sweep-1"]) == 0
+    assert k8s_main(["trial", "--trials", str(tmp_path / "trials"), "--run-root", "/workspace/x/sweep-1"], record) == 0
     assert calls == [["train", "ppo.gamma=0.9", "experiment=quick", "hydra.run.dir=/workspace/x/sweep-1/1"]]
-    assert k8s_main(["trial", "--trials", str(tmp_path / "trials"), "--run-root", "r", "--index", "7"]) == 2
+    assert k8s_main(["trial", "--trials", str(tmp_path / "trials"), "--run-root", "r", "--index", "7"], record) == 2
 
 
 def test_committed_workloads_are_the_builders_output():
@@ -141,5 +142,5 @@ def test_vllm_preset_fills_model_gpus_and_memory_flags(capsys):
 def test_vllm_preset_is_checked_before_any_object(capsys):
     from flexrl.deploy.k8s_cli import k8s_main
 
-    assert k8s_main(["submit", "serve", "--dry-run", "--backend", "vllm", "--preset", "qwen2.5-7b", "--gpus", "3"]) == 2
+    assert k8s_main(["submit", "serve", "--dry-run", "--backend", "vllm", "--preset", "qwen2.5-7b", "--gpus", "3"], flexrl_main) == 2
     assert "size 3 does not split Qwen/Qwen2.5-7B-Instruct's 28 attention / 4 key-value heads" in capsys.readouterr().err

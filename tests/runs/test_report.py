@@ -27,8 +27,9 @@ def test_training_run_directory_is_complete(trained):
     assert len(runs) == 2
     for run in runs:
         files = {p.relative_to(run.path).as_posix() for p in run.path.rglob("*") if p.is_file()}
-        assert {"meta.json", "config.yaml", "metrics.json", "curve.json", "checkpoints/reach.zip",
-                "checkpoints/reach.json", "checkpoints/last.zip", "checkpoints/last.json"} <= files
+        assert {"meta.json", "config.yaml", "metrics.json", "curve.json", "checkpoints/reach.safetensors",
+                "checkpoints/reach.json", "checkpoints/last-0000000512.zip", "checkpoints/last.json"} <= files
+        assert not any(f.endswith("reach.zip") or "/." in f for f in files)  # weights-only final policy, no temporaries
         meta = run.meta
         assert meta["status"] == "finished" and meta["kind"] == "train" and meta["end"] >= meta["start"]
         assert set(meta["git"]) == {"commit", "dirty"} and "torch" in meta["versions"]

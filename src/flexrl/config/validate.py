@@ -8,7 +8,10 @@ error (unknown key, wrong type, unknown group option, missing value) before any 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -72,7 +75,58 @@ def compose_checked(command: str, overrides: list[str]) -> DictConfig:
             OmegaConf.resolve(job)
         except OmegaConfBaseException as err:
             raise ConfigError(_explain(err, command)) from None
+        from flexrl.config.schema import SCHEMAS
+
+        extra = unknown_keys(job, OmegaConf.structured(SCHEMAS[command]))
+        if extra:
+            parent = extra[0].rpartition(".")[0]
+            raise ConfigError(f"unknown key {extra[0]!r} (added with + or ++); allowed keys"
+                              f"{' of ' + parent if parent else ''}: {', '.join(_keys(command, parent))}")
+        try:  # builds the dataclasses, so each one's range checks run before Hydra makes a run directory
+            OmegaConf.to_object(job)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(_first_line(str(err))) from None
+        except OmegaConfBaseException as err:
+            raise ConfigError(_explain(err, command)) from None
         return cfg
+
+
+def load_run_config(path: Path, command: str) -> Any:
+    """A run's stored ``config.yaml``, checked against ``command``'s schema and built into its dataclass.
+
+    Raises:
+        ConfigError: one line naming the file and what is wrong with it.
+    """
+    from flexrl.config.schema import SCHEMAS
+
+    try:
+        stored = OmegaConf.load(path)
+        if not isinstance(stored, DictConfig):
+            raise ValueError(f"holds a {type(stored).__name__}, not a mapping")
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SCHEMAS[command]), stored))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing; the run cannot be resumed without its config") from None
+    except (yaml.YAMLError, OmegaConfBaseException, ValueError, TypeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not a valid {command} config: {_first_line(str(err))}") from None
+
+
+def unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> list[str]:
+    """Keys of ``cfg`` that ``schema`` does not declare (``+key=...`` gets past Hydra's struct mode).
+
+    Below a field typed as a plain dict (``policies: dict[str, str]``) any key is allowed.
+    """
+    if OmegaConf.get_type(schema) is dict:
+        return []
+    out = []
+    for key in cfg:
+        path = f"{prefix}{key}"
+        if key not in schema:
+            out.append(path)
+            continue
+        child, declared = cfg._get_node(key), schema._get_node(key)
+        if isinstance(child, DictConfig) and isinstance(declared, DictConfig) and not child._is_none():
+            out += unknown_keys(child, declared, prefix=f"{path}.")
+    return out
 
 
 def job_config(cfg: DictConfig) -> DictConfig:
@@ -113,6 +167,13 @@ def _explain(err: BaseException, command: str) -> str:
     if isinstance(cause, ValidationError):
         key = getattr(cause, "full_key", "?")
         return f"bad value for {key!r}: {_first_line(cause.msg if hasattr(cause, 'msg') else str(cause))}"
+    no_group = re.search(r"Could not override '([^']+)'\. No match in the defaults list", text)
+    if no_group:
+        groups = [g for g in compose(config_name=command, return_hydra_config=True).hydra.runtime.choices
+                  if not g.startswith("hydra")]
+        hint = (f"; {no_group.group(1)} options ({', '.join(group_options(no_group.group(1)))}) are for other commands"
+                if group_options(no_group.group(1)) else "")
+        return f"flexrl {command} has no config group {no_group.group(1)!r} (its groups: {', '.join(sorted(groups)) or 'none'}){hint}"
     if "Could not override" in text or "Could not append" in text:
         return _first_line(text) + " " + " ".join(line.strip() for line in text.splitlines()[1:2])
     return _first_line(text)

@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from flexrl.deploy.objects import WORKSPACE, ClusterSettings, Resources
 
@@ -157,9 +158,7 @@ def build(a: argparse.Namespace, now: str | None = None) -> list:
                                  parallelism=a.parallelism, resources=resources)
 
 
-def _trial(a: argparse.Namespace, environ: dict[str, str]) -> int:
-    from flexrl.cli import main as flexrl_main
-
+def _trial(a: argparse.Namespace, environ: dict[str, str], flexrl_main: Callable[[list[str]], int]) -> int:
     index = a.index if a.index is not None else environ.get("JOB_COMPLETION_INDEX")
     if index is None:
         raise ValueError("no trial index: pass --index or run inside an Indexed Job ($JOB_COMPLETION_INDEX)")
@@ -182,14 +181,20 @@ def render(root: Path) -> dict[Path, str]:
     return out
 
 
-def k8s_main(argv: list[str]) -> int:
-    """``flexrl k8s ...``; returns the exit status (2 and one line on bad input or a cluster error)."""
+def k8s_main(argv: list[str], flexrl_main: Callable[[list[str]], int]) -> int:
+    """``flexrl k8s ...``; returns the exit status (2 and one line on bad input or a cluster error).
+
+    Args:
+        argv: the arguments after ``k8s``.
+        flexrl_main: runs a ``flexrl`` command in this process (``flexrl k8s trial`` runs ``flexrl train``);
+            the ``flexrl`` entry point passes its own ``main``, so this module never imports it.
+    """
     import os
 
     a = _parser().parse_args(argv)
     try:
         if a.action == "trial":
-            return _trial(a, dict(os.environ))
+            return _trial(a, dict(os.environ), flexrl_main)
         from flexrl.deploy import cluster
 
         if a.action == "submit":

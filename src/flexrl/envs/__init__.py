@@ -1,9 +1,8 @@
-"""Arena environments. Importing this package registers the ``flexrl/...`` env ids with Gymnasium."""
+"""Arena environments (``import flexrl`` registers their ``flexrl/...`` Gymnasium ids)."""
 
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.envs.registration import register_envs
 from flexrl.envs.world import COMPASS, BodyState, WorldState
 
-register_envs()
 
 __all__ = ["ArenaEnv", "BodyState", "COMPASS", "WorldState", "register_envs"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,23 @@ def atomic_write(path: str | Path, write: Callable[[str], Any], suffix: str = ""
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")
+"""The name :func:`atomic_write` gives a temporary: ``.<final name>.<8 random characters><suffix>``."""
+
+
+def remove_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporaries that writes killed mid-way (SIGKILL) left in ``directory``; returns them.
+
+    Call it only where no other process is writing, e.g. when a run is resumed.
+    """
+    removed = []
+    for path in Path(directory).glob(".*"):
+        if path.is_file() and _TEMPORARY.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""Experiment names: one directory level inside the workspace, no separators, no leading dot."""
 
 
 @dataclass
@@ -21,6 +25,15 @@ class ExperimentConfig:
     workspace: str = "workspace"
     seed: int = 0
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
+            raise ValueError(f"experiment.name={self.name!r}; allowed: 1-100 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit (a directory directly inside the workspace)")
+        if not isinstance(self.workspace, str) or not self.workspace.strip():
+            raise ValueError(f"experiment.workspace={self.workspace!r}; allowed: a directory path")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"experiment.seed={self.seed!r}; allowed: an integer in [0, 2**32)")
 
 
 @dataclass

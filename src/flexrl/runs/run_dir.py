@@ -111,7 +111,13 @@ class RunDir:
         path = Path(path)
         if not (path / META).is_file():
             raise FileNotFoundError(f"no run at {path} (no {META}); `flexrl runs list` shows the runs")
-        return cls(path, json.loads((path / META).read_text()))
+        try:
+            meta = json.loads((path / META).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path / META} is not valid JSON ({str(err).splitlines()[0]}); the run cannot be opened") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path / META} holds a {type(meta).__name__}, not a run's metadata object")
+        return cls(path, meta)
 
     def save_meta(self) -> None:
         """Write ``meta.json`` atomically."""

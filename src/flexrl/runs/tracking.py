@@ -21,7 +21,15 @@ CURVE = "curve.json"
 def load_curve(run_path: str | Path) -> list[dict[str, Any]]:
     """The learning curve of a run: a list of ``{"steps", "wall_seconds", "success": {...}}``."""
     path = Path(run_path) / CURVE
-    return json.loads(path.read_text()) if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        curve = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({str(err).splitlines()[0]}); move it aside to start the curve anew") from None
+    if not isinstance(curve, list) or not all(isinstance(p, dict) and isinstance(p.get("steps"), int) for p in curve):
+        raise ValueError(f"{path} is not a list of {{\"steps\": ..., \"success\": ...}} points")
+    return curve
 
 
 class Tracker:
@@ -53,6 +61,13 @@ class Tracker:
                 run.meta["mlflow_run_id"] = active.info.run_id
                 run.save_meta()
             self._mlflow = mlflow
+
+    def truncate(self, steps: int) -> None:
+        """Drop the points after ``steps`` (a resumed run trains those steps again and re-evaluates them)."""
+        kept = [p for p in self.curve if p["steps"] <= steps]
+        if len(kept) != len(self.curve):
+            self.curve = kept
+            write_json(self.run.path / CURVE, self.curve)
 
     def log(self, steps: int, wall_seconds: float, success: dict[str, float]) -> None:
         """Add a point to the learning curve (rewritten atomically) and to MLflow."""

@@ -1,4 +1,4 @@
-"""Loading trained policy families and running them: SB3 PPO checkpoints, deterministic actions."""
+"""Loading trained policy families and running them: weights-only checkpoints, deterministic actions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from flexrl.skills.checkpoint import CheckpointError, load_policy
 
 FAMILIES = ("reach", "avoid")
 
@@ -31,19 +33,20 @@ class PolicySet:
     @classmethod
     def load(cls, directory: str | Path | None = None, families: tuple[str, ...] = FAMILIES,
              sources: dict[str, str] | None = None) -> "PolicySet":
-        """Load ``<family>.zip`` for each family from ``directory`` (default: the shipped checkpoints).
+        """Load the weights-only policy ``<family>.safetensors`` + ``.json`` of each family.
+
+        Nothing is unpickled: an SB3 zip in its place is refused with the command that converts it.
 
         Args:
-            directory: a directory holding ``<family>.zip`` for every family.
+            directory: a directory holding a policy of every family (default: the shipped ones).
             families: the families to load.
             sources: per-family directories that replace ``directory`` for those families, e.g.
                 ``{"reach": "workspace/skills/<run-id>/checkpoints"}`` from a ``flexrl train`` run.
 
         Raises:
-            FileNotFoundError: one line naming the missing checkpoint and how to make it.
+            FileNotFoundError: one line naming the missing policy and how to make it.
+            CheckpointError: one line naming a malformed, tampered or pickled checkpoint.
         """
-        from stable_baselines3 import PPO
-
         sources = sources or {}
         unknown = sorted(set(sources) - set(FAMILIES))
         if unknown:
@@ -51,11 +54,15 @@ class PolicySet:
         models = {}
         for family in families:
             where = Path(sources[family]) if family in sources else Path(directory) if directory else pretrained_dir()
-            path = where / f"{family}.zip"
-            if not path.is_file():
-                raise FileNotFoundError(f"no checkpoint for skill family {family!r} at {path}; "
-                                        f"train one with `flexrl train skill={family}` (it writes <run>/checkpoints/{family}.zip)")
-            models[family] = PPO.load(path, device="cpu")
+            if not (where / f"{family}.safetensors").is_file():
+                zipped = where / f"{family}.zip"
+                if zipped.is_file():
+                    raise CheckpointError(f"{zipped} is an SB3 zip, which runs pickled code when loaded; flexrl loads "
+                                          f"weights-only policies. Convert it: `flexrl convert {zipped} --out DIR`")
+                raise FileNotFoundError(f"no policy for skill family {family!r} at {where / family}.safetensors; "
+                                        f"train one with `flexrl train skill={family}` (it writes <run>/checkpoints/"
+                                        f"{family}.safetensors)")
+            models[family] = load_policy(where, family)
         return cls(models)
 
 

@@ -3,15 +3,17 @@
 The recipe that makes this fast on a 2-core CPU: 8 envs stepped in-process (DummyVecEnv; subprocesses
 cost more than this cheap env), long rollouts against large minibatches, a small network, and torch on
 one thread. Observations are scaled by hand in :mod:`flexrl.skills.goals`, so VecNormalize is not
-needed and a checkpoint is a single SB3 zip plus a JSON of how it was made.
+needed and a final policy is weights-only: safetensors plus a JSON of its network and how it was made
+(:mod:`flexrl.skills.checkpoint`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from stable_baselines3 import PPO
@@ -20,7 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from flexrl.envs.arena_model import ArenaSpec
-from flexrl.runs.atomic import atomic_write, write_json
+from flexrl.skills.checkpoint import export_policy
 from flexrl.skills.evaluate import evaluate_family
 from flexrl.skills.policies import FAMILIES, PolicySet
 
@@ -65,15 +67,40 @@ class PPOConfig:
     target_success: float = 0.97
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise a one-line ValueError on a value PPO would reject deep inside."""
-        for name in ("total_steps", "n_envs", "n_steps", "batch_size", "n_epochs", "threads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r}; allowed: a positive integer")
+        """Raise a one-line ValueError on a value PPO would reject deep inside, or silently misuse."""
+        for name in ("total_steps", "n_envs", "n_steps", "batch_size", "n_epochs", "threads", "eval_episodes"):
+            _check(name, getattr(self, name), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "a positive integer")
+        _check("eval_every", self.eval_every, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: never)")
+        _check("seed", self.seed, lambda v: isinstance(v, int) and 0 <= v < 2**32,
+               "an integer in [0, 2**32) (experiment.seed sets it)")
+        _check("learning_rate", self.learning_rate, lambda v: 0 < v < 1, "a number in (0, 1)")
+        _check("gamma", self.gamma, lambda v: 0 < v <= 1, "a number in (0, 1]")
+        _check("gae_lambda", self.gae_lambda, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        _check("ent_coef", self.ent_coef, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        _check("target_success", self.target_success, lambda v: 0 <= v <= 1.1, "a number in [0, 1.1] (above 1: never stop early)")
+        _check("net_arch", list(self.net_arch), lambda v: 1 <= len(v) <= 8 and all(isinstance(w, int) and 1 <= w <= 4096 for w in v),
+               "1 to 8 layer widths, each an integer in [1, 4096]")
         if (self.n_envs * self.n_steps) % self.batch_size:
             raise ValueError(f"batch_size={self.batch_size} must divide n_envs*n_steps={self.n_envs * self.n_steps}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate={self.learning_rate!r}; allowed: a number in (0, 1)")
+
+    @property
+    def rollout_steps(self) -> int:
+        """Environment steps per rollout; training stops at the first whole rollout at or past total_steps."""
+        return self.n_envs * self.n_steps
+
+
+def _check(name: str, value, ok: Callable[[Any], bool], allowed: str) -> None:
+    try:
+        good = ok(value) and (not isinstance(value, float) or math.isfinite(value))
+    except TypeError:
+        good = False
+    if not good:
+        raise ValueError(f"ppo.{name}={value!r}; allowed: {allowed}")
 
 
 @dataclass
@@ -93,6 +120,10 @@ class SkillConfig:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"skill family={self.family!r}; allowed: {', '.join(FAMILIES)}")
+        for name in ("total_steps", "eval_episodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"skill.{name}={value!r}; allowed: a positive integer")
 
 
 def default_config(family: str) -> PPOConfig:
@@ -111,6 +142,8 @@ class TrainResult:
     wall_seconds: float
     success: dict[str, float]
     checkpoint: Path
+    model: PPO
+    """The trained model (its envs closed): what the weights-only checkpoint must reproduce."""
 
 
 @dataclass
@@ -202,27 +235,15 @@ def make_model(family: str, cfg: PPOConfig, spec: ArenaSpec | None = None, tenso
     )
 
 
-def save_checkpoint(model: PPO, directory: str | Path, name: str, info: dict) -> Path:
-    """Write ``<name>.zip`` (weights, optimiser, step counter) then ``<name>.json`` (how it was made), atomically.
-
-    The zip carries its own ``num_timesteps``, so a run killed between the two writes still resumes exactly.
-    """
-    directory = Path(directory)
-    path = atomic_write(directory / f"{name}.zip", model.save, suffix=".zip")
-    write_json(directory / f"{name}.json", {"steps": int(model.num_timesteps), "n_updates": int(model._n_updates),
-                                             "normalisation": "none: observations are scaled in flexrl.skills.goals",
-                                             **info})
-    return path
-
-
 def train_family(family: str, cfg: PPOConfig, out_dir: str | Path, tensorboard_dir: str | Path | None = None) -> TrainResult:
-    """Train ``family`` from scratch and write ``<out_dir>/<family>.zip`` and ``.json`` (no run directory)."""
+    """Train ``family`` from scratch and write the weights-only ``<out_dir>/<family>.safetensors`` + ``.json``."""
     start = time.perf_counter()
     model = make_model(family, cfg, tensorboard_dir=tensorboard_dir)
     callback = SuccessEvalCallback(family, cfg)
     model.learn(total_timesteps=cfg.total_steps, callback=callback, tb_log_name=family)
     wall = time.perf_counter() - start
-    ckpt = save_checkpoint(model, out_dir, family, {"family": family, "wall_seconds": round(wall, 2),
-                                                     "success_at_last_eval": callback.success, "ppo": asdict(cfg)})
+    ckpt = export_policy(model.policy, out_dir, family, {"family": family, "steps": int(model.num_timesteps),
+                                                          "wall_seconds": round(wall, 2),
+                                                          "success_at_last_eval": callback.success, "ppo": asdict(cfg)})
     model.get_env().close()
-    return TrainResult(family, int(model.num_timesteps), wall, callback.success, ckpt)
+    return TrainResult(family, int(model.num_timesteps), wall, callback.success, ckpt, model)

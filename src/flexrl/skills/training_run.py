@@ -1,14 +1,16 @@
 """A skill training run inside a run directory: checkpoints, resume, lineage, tracking.
 
-``train_in_run`` is the work behind ``flexrl train``. Checkpoints (``checkpoints/last.zip`` + ``.json``)
-are written atomically every ``checkpoint_every`` env steps and on Ctrl-C/SIGTERM, so a run killed at
-any moment, SIGKILL included, resumes from the last one and loses at most one interval. The final
-policy is ``checkpoints/<family>.zip``, loadable by ``PolicySet.load(<run>/checkpoints)``.
+``train_in_run`` is the work behind ``flexrl train``. The resumable state (``checkpoints/last.json`` naming a
+signed SB3 zip, :mod:`flexrl.skills.resume_state`) is saved at the first rollout boundary after every
+``checkpoint_every`` env steps and on Ctrl-C/SIGTERM, so a run killed at any moment, SIGKILL included,
+resumes from the last one and loses at most one interval. Saves fall on rollout boundaries (an interrupt
+rewinds the step counter to the rollout it was collecting), so a resumed run ends on the same step as
+an uninterrupted one. The final policy is weights-only, ``checkpoints/<family>.safetensors`` + ``.json``,
+loadable by ``PolicySet.load(<run>/checkpoints)``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,13 +25,16 @@ from flexrl.runs.atomic import write_json
 from flexrl.runs.config import ExperimentConfig, TrackingConfig
 from flexrl.runs.run_dir import RunDir
 from flexrl.runs.tracking import Tracker
+from flexrl.skills.checkpoint import CheckpointError, export_policy, load_policy
 from flexrl.skills.evaluate import evaluate_family
 from flexrl.skills.policies import PolicySet
+from flexrl.skills.resume_state import load_resume_state, save_resume_state
 from flexrl.skills.train import (
-    EvalPoint, PPOConfig, RewardTermsCallback, SkillConfig, SuccessEvalCallback, make_model, save_checkpoint,
+    EvalPoint, PPOConfig, RewardTermsCallback, SkillConfig, SuccessEvalCallback, make_model,
 )
 
-LAST = "last"
+RESUMABLE_KEYS = ("skill.total_steps", "ppo.total_steps", "checkpoint_every", "tracking.progress", "experiment.workspace")
+"""Overrides a resumed run accepts; every other setting is fixed by the run's stored config.yaml."""
 
 
 @dataclass
@@ -56,20 +61,35 @@ class TrainingRunConfig:
     parent: Optional[str] = None
     time_weight: float = 0.05
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every!r}; allowed: an integer >= 0 (0: only at the end)")
+        if not isinstance(self.time_weight, (int, float)) or not 0 <= self.time_weight < float("inf"):
+            raise ValueError(f"time_weight={self.time_weight!r}; allowed: a finite number >= 0")
+
 
 class _CheckpointCallback(BaseCallback):
+    """Saves at the start of a rollout (after the last update) once ``every`` steps have passed since the last save.
+
+    ``rollout_start`` is the step counter at the start of the rollout being collected: an interrupted run is
+    saved as of then, since the steps collected after it have not been trained on.
+    """
+
     def __init__(self, every: int, save) -> None:
         super().__init__()
         self.every, self.save = every, save
-        self.last = 0
+        self.last = self.rollout_start = 0
 
     def _init_callback(self) -> None:
-        self.last = self.num_timesteps
+        self.last = self.rollout_start = self.num_timesteps
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
+        self.rollout_start = self.num_timesteps
         if self.every and self.num_timesteps - self.last >= self.every:
             self.last = self.num_timesteps
             self.save()
+
+    def _on_step(self) -> bool:
         return True
 
 
@@ -92,37 +112,45 @@ class _ProgressCallback(BaseCallback):
 def train_in_run(cfg: TrainingRunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the family in ``run``; return the final metrics.
 
-    The caller records the run's status (see :func:`flexrl.runs.run_dir.recorded_status`).
+    The caller records the run's status (see :func:`flexrl.runs.run_dir.recorded_status`) and checks that a
+    resumed run is one of this workspace's unfinished training runs.
+
+    Raises:
+        CheckpointError: a resume checkpoint or parent policy that is malformed, changed or not flexrl's.
     """
     family, ppo = cfg.skill.family, cfg.ppo
+    workspace = cfg.experiment.workspace
     ckpt_dir = run.path / "checkpoints"
     tb_dir = run.path / "tb" if cfg.tracking.tensorboard else None
+    saved = load_resume_state(ckpt_dir, workspace) if resume else None
+    parent = _parent_policy(cfg.parent, family) if cfg.parent and not resume else None
     model = make_model(family, ppo, cfg.robot.spec(), tb_dir)
     state: dict[str, Any] = {}
-    if resume and (ckpt_dir / f"{LAST}.zip").is_file():
-        env = model.get_env()
-        model = PPO.load(ckpt_dir / f"{LAST}.zip", env=env, device="cpu",
-                         tensorboard_log=str(tb_dir) if tb_dir else None)
-        state = json.loads((ckpt_dir / f"{LAST}.json").read_text()) if (ckpt_dir / f"{LAST}.json").is_file() else {}
+    if saved is not None:
+        path, state = saved
+        model = PPO.load(path, env=model.get_env(), device="cpu", tensorboard_log=str(tb_dir) if tb_dir else None)
         run.meta["resumed_from_step"] = int(model.num_timesteps)
         run.save_meta()
-    elif cfg.parent and not resume:
-        parent_ckpt = Path(cfg.parent) / "checkpoints" / f"{family}.zip"
-        if not parent_ckpt.is_file():
-            raise FileNotFoundError(f"parent={cfg.parent!r} has no final {family} policy at {parent_ckpt}")
-        model.set_parameters(str(parent_ckpt), exact_match=True, device="cpu")
+    elif parent is not None:
+        try:
+            model.policy.load_state_dict(parent.state_dict(), strict=True)
+        except RuntimeError:
+            raise CheckpointError(f"parent={cfg.parent!r}: its {family} policy has another network shape than "
+                                  f"ppo.net_arch={list(ppo.net_arch)}") from None
 
     params = {"family": family, **{f"ppo.{k}": v for k, v in asdict(ppo).items()}, "seed": ppo.seed}
-    tracker = Tracker(run, cfg.tracking, cfg.experiment.workspace, params)
+    tracker = Tracker(run, cfg.tracking, workspace, params)
+    tracker.truncate(int(model.num_timesteps))  # evaluations after the resumed checkpoint are trained again
     evals = SuccessEvalCallback(family, ppo, wall_offset=float(state.get("wall_seconds", 0.0)))
     evals.last_eval = int(state.get("last_eval", 0))
     evals.on_eval = lambda p: tracker.log(p.steps, p.wall_seconds, p.success)
 
     def checkpoint() -> None:
-        save_checkpoint(model, ckpt_dir, LAST, {"family": family, "wall_seconds": round(evals.wall_seconds(), 2),
-                                                "last_eval": evals.last_eval, "ppo": asdict(ppo), "time": time.time()})
+        save_resume_state(model, ckpt_dir, workspace, {"family": family, "wall_seconds": round(evals.wall_seconds(), 2),
+                                                       "last_eval": evals.last_eval, "ppo": asdict(ppo), "time": time.time()})
 
-    callbacks = [evals, RewardTermsCallback(), _CheckpointCallback(cfg.checkpoint_every, checkpoint)]
+    saver = _CheckpointCallback(cfg.checkpoint_every, checkpoint)
+    callbacks = [evals, RewardTermsCallback(), saver]
     if cfg.tracking.progress:
         callbacks.append(_ProgressCallback(ppo.total_steps, f"train {family}"))
     status = "failed"
@@ -144,16 +172,51 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, resume: bool = False) -> d
         metrics = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2),
                    "success": final["success"], "success_min": success_min,
                    "objective": round(success_min - cfg.time_weight * wall / 60.0, 4)}
-        save_checkpoint(model, ckpt_dir, family, {"family": family, "wall_seconds": round(wall, 2),
-                                                  "success_at_last_eval": final["success"], "ppo": asdict(ppo),
-                                                  "run": run.meta["id"]})
+        export_policy(model.policy, ckpt_dir, family, {"family": family, "steps": int(model.num_timesteps),
+                                                       "wall_seconds": round(wall, 2), "run": run.meta["id"],
+                                                       "success_at_last_eval": final["success"], "ppo": asdict(ppo)})
         write_json(run.path / "metrics.json", metrics)
         status = "finished"
         return metrics
     except KeyboardInterrupt:
+        model.num_timesteps = saver.rollout_start  # the partial rollout was never trained on
         checkpoint()
         status = "interrupted"
         raise
     finally:
         tracker.close(status)
         model.get_env().close()
+
+
+def open_resumable(path: str | Path, workspace: str | Path) -> RunDir:
+    """The run at ``path`` if it may be resumed here: an unfinished training run of this workspace whose
+    resume checkpoint (if any) this workspace signed.
+
+    Raises:
+        FileNotFoundError, ValueError, CheckpointError: one line saying why not, and what to do instead.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume={str(path)!r}: no such run directory; `flexrl runs list` shows the runs")
+    if not path.resolve().is_relative_to(Path(workspace).resolve()):
+        raise ValueError(f"resume={str(path)!r} is outside the workspace {str(workspace)!r}: flexrl resumes only runs it "
+                         "wrote there (set experiment.workspace= to the workspace that holds the run)")
+    run = RunDir.open(path)
+    if run.meta.get("kind") != "train":
+        raise ValueError(f"resume={str(path)!r} is a {run.meta.get('kind')!r} run; only training runs resume")
+    status = run.status()
+    if status == "finished":
+        raise ValueError(f"resume={str(path)!r} already finished; it is not trained further; fine-tune from its policy "
+                         f"in a new run: flexrl train parent={path}")
+    if status == "running":
+        raise ValueError(f"resume={str(path)!r} is still running (pid {run.meta.get('pid')}); stop it first")
+    load_resume_state(path / "checkpoints", workspace)
+    return run
+
+
+def _parent_policy(parent: str, family: str):
+    """The weights-only final policy of a parent run (nothing is unpickled)."""
+    where = Path(parent) / "checkpoints"
+    if not (where / f"{family}.safetensors").is_file():
+        raise FileNotFoundError(f"parent={parent!r} has no final {family} policy at {where / family}.safetensors")
+    return load_policy(where, family)
