@@ -48,7 +48,8 @@ def main() -> None:
     proc.wait()
     run = found[0].parent.parent
     killed_at = json.loads(found[0].read_text())["steps"]
-    assert subprocess.run([sys.executable, "-m", "flexrl.cli", "train", f"resume={run}", "tracking.progress=false"],
+    assert subprocess.run([sys.executable, "-m", "flexrl.cli", "train", f"resume={run}", f"experiment.workspace={ws}",
+                           "tracking.progress=false"],
                           stdout=subprocess.DEVNULL).returncode == 0
     print(f"reach, {a.steps} env steps; one run SIGKILLed after its checkpoint at {killed_at} steps, then resumed")
     for name in ("whole", "killed"):

@@ -68,10 +68,10 @@ def compose_checked(command: str, overrides: list[str]) -> DictConfig:
         except (ConfigCompositionException, MissingConfigException, OmegaConfBaseException) as err:
             raise ConfigError(_explain(err, command)) from None
         job = job_config(cfg)
-        missing = sorted(OmegaConf.missing_keys(job))
-        if missing:
-            raise ConfigError(f"missing value for {missing[0]!r}; set it on the command line: {missing[0]}=...")
         try:
+            missing = sorted(OmegaConf.missing_keys(job))
+            if missing:
+                raise ConfigError(f"missing value for {missing[0]!r}; set it on the command line: {missing[0]}=...")
             OmegaConf.resolve(job)
         except OmegaConfBaseException as err:
             raise ConfigError(_explain(err, command)) from None
@@ -176,7 +176,8 @@ def _explain(err: BaseException, command: str) -> str:
         return f"flexrl {command} has no config group {no_group.group(1)!r} (its groups: {', '.join(sorted(groups)) or 'none'}){hint}"
     if "Could not override" in text or "Could not append" in text:
         return _first_line(text) + " " + " ".join(line.strip() for line in text.splitlines()[1:2])
-    return _first_line(text)
+    key = getattr(cause, "full_key", None)
+    return f"bad value for {key!r}: {_first_line(text)}" if key else _first_line(text)
 
 
 def _quoted(text: str) -> str:
