@@ -26,7 +26,8 @@ from flexrl.encoders import EncoderConfig, encode, fixed_prefix
 from flexrl.encoders.text import ENCODERS
 from flexrl.llm.transformers_backend import TransformersBackend
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import CALL_SCORING, LLMPlanner, LLMPlannerConfig
+from flexrl.planners.config import CALL_SCORING, PlannerConfig
+from flexrl.planners.llm_planner import LLMPlanner
 from flexrl.skills.library import SkillCall, candidate_calls
 
 BAR_P50_MS, BAR_P95_MS = 250, 400
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS))
     parser.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
-    parser.add_argument("--calls", default=LLMPlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
+    parser.add_argument("--calls", default=PlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
     parser.add_argument("--profile", action="store_true", help="then print where the time of 8 cached decisions goes")
     args = parser.parse_args()
 
@@ -80,7 +81,7 @@ def main() -> None:
     cold_seconds = cold.load_seconds
     del cold
     backend, encoder = warm, EncoderConfig(kind=args.encoder)
-    planner = LLMPlanner(backend, LLMPlannerConfig(calls=args.calls))
+    planner = LLMPlanner(backend, PlannerConfig(calls=args.calls))
 
     def context_of(world, instructions) -> PlanContext:
         fixed = 0 if args.no_fixed else len(fixed_prefix(world, encoder))

@@ -26,7 +26,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import flexrl.envs  # noqa: F401  (registers the env ids)
 from flexrl.encoders import EncoderConfig, encode
 from flexrl.envs import ArenaEnv
 from flexrl.llm.base import OptionScore
@@ -34,7 +33,8 @@ from flexrl.llm.batching import BatchScorer, ScoreRequest
 from flexrl.llm.openai_compat import OpenAICompatBackend
 from flexrl.llm.transformers_backend import TransformersBackend
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
+from flexrl.planners.config import PlannerConfig
+from flexrl.planners.llm_planner import LLMPlanner
 from flexrl.skills.library import candidate_calls
 
 INSTRUCTIONS = ("Avoid the ball!", "Go to the red pad", "Follow the ball")
@@ -58,7 +58,7 @@ class _Recorder:
 def planner_requests(backend: TransformersBackend, seeds: range) -> list[ScoreRequest]:
     """The planner's scoring request for each arena layout in ``seeds`` (agent i gets instruction i mod 3)."""
     recorder = _Recorder(backend)
-    planner, env, out = LLMPlanner(recorder, LLMPlannerConfig(calibrate=False)), ArenaEnv(), []
+    planner, env, out = LLMPlanner(recorder, PlannerConfig(calibrate=False)), ArenaEnv(), []
     for i, seed in enumerate(seeds):
         env.reset(seed=seed)
         world = env.world_state()

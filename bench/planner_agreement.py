@@ -20,7 +20,7 @@ from flexrl.encoders.text import ENCODERS
 from flexrl.envs import ArenaEnv
 from flexrl.envs.world import WorldState
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import CALL_SCORING, LLMPlannerConfig
+from flexrl.planners.config import CALL_SCORING, PlannerConfig
 from flexrl.planners.oracle import OraclePlanner
 from flexrl.skills.library import candidate_calls
 
@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--no-calibration", action="store_true")
     p.add_argument("--history", action="store_true",
                    help="each instruction replaces an earlier one: the scenario half the list away (another intent)")
-    p.add_argument("--calls", default=LLMPlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
+    p.add_argument("--calls", default=PlannerConfig().calls, choices=CALL_SCORING, help="how much of each call is scored")
     p.add_argument("--encoder", default=EncoderConfig().kind, choices=list(ENCODERS), help="observation form")
     p.add_argument("--agent-first", action="store_true", help="absolute form in the older order: agent and ball before the pads")
     p.add_argument("--cpu-weights", default="float16", choices=["float16", "float32"])
@@ -83,7 +83,7 @@ def main() -> None:
         backend = LlamaCppBackend(threads=a.threads, scoring=a.scoring)
     else:
         backend = TransformersBackend(threads=a.threads, cpu_weights=a.cpu_weights)
-    planner = LLMPlanner(backend, LLMPlannerConfig(calibrate=not a.no_calibration, calls=a.calls))
+    planner = LLMPlanner(backend, PlannerConfig(calibrate=not a.no_calibration, calls=a.calls, history=1 if a.history else 0))
     oracle = OraclePlanner()
     encoder = EncoderConfig(kind=a.encoder, fixed_first=not a.agent_first)
     worlds = arena_layouts(a.layouts)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import shutil
+import struct
+from pathlib import Path
+
 import pytest
 import torch
 
-from flexrl.llm.base import LLMBackend, ModelLoadError
+from flexrl.llm.base import LLMBackend, LLMError, ModelLoadError
 from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
-from flexrl.llm.transformers_backend import _HAS_FBGEMM, TransformersBackend
+from flexrl.llm.transformers_backend import _HAS_FBGEMM, TransformersBackend, first_non_finite
 
 SYSTEM = (
     "You control a robot. Answer with one skill call.\n"
@@ -203,3 +210,89 @@ def test_tree_attention_matches_sdpa(backend, prompts):
         backend._model.set_attn_implementation("flexrl_tree_sdpa")
     for a, b in zip(scores, reference, strict=True):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------- non-finite weights
+NAN_F32 = struct.pack("<f", float("nan"))
+
+
+def poison_safetensors(file: Path, name: str) -> None:
+    """Overwrite the first value of float32 tensor ``name`` with NaN, in place: the file keeps its size."""
+    with open(file, "r+b") as f:
+        header_size = struct.unpack("<Q", f.read(8))[0]
+        entry = json.loads(f.read(header_size))[name]
+        assert entry["dtype"] == "F32"
+        f.seek(8 + header_size + entry["data_offsets"][0])
+        f.write(NAN_F32)
+
+
+def test_first_non_finite_names_the_weight():
+    layer = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    assert first_non_finite(layer) is None
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with torch.no_grad():
+            layer[1].bias[1] = bad
+        assert first_non_finite(layer) == "1.bias"
+    with torch.no_grad():
+        layer[1].bias[1] = 3e38  # finite, however large
+    assert first_non_finite(layer) is None
+
+
+def test_a_model_directory_with_nan_weights_is_rejected_with_one_line(backend, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(backend._tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    backend._tokenizer.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    size = weights.stat().st_size
+    poison_safetensors(weights, "model.norm.weight")
+    assert weights.stat().st_size == size
+    with pytest.raises(ModelLoadError) as info:
+        TransformersBackend(model=str(tmp_path))
+    message = str(info.value)
+    assert isinstance(info.value, LLMError) and "\n" not in message
+    assert message.startswith(f"{weights}: weight model.norm.weight is not finite")
+
+
+@pytest.mark.slow
+def test_a_corrupted_cache_is_rebuilt_once_with_one_warning(cache_dir, tmp_path, caplog):
+    (entry,) = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
+    copy = tmp_path / entry.name
+    shutil.copytree(entry, copy)
+    weights = copy / "model.safetensors"
+    size = weights.stat().st_size
+    poison_safetensors(weights, "model.norm.weight")
+    assert weights.stat().st_size == size  # what a same-size corruption of the cache looks like
+    with caplog.at_level(logging.WARNING, logger="flexrl.llm.transformers_backend"):
+        rebuilt = TransformersBackend(cache_dir=tmp_path)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "\n" not in warning and f"{weights}: weight model.norm.weight is not finite" in warning
+    assert f"rebuilding it from {embedded_gguf_path()}" in warning
+    assert not rebuilt.from_cache
+    scores = rebuilt.score_options("Hello", [" a", " b c"])
+    assert all(math.isfinite(s.logprob) for s in scores)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flexrl.llm.transformers_backend"):
+        assert TransformersBackend(cache_dir=tmp_path).from_cache  # the rebuilt cache is sound
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.slow
+def test_a_gguf_with_nan_weights_is_rejected_and_not_cached(tmp_path):
+    import gguf
+
+    source = tmp_path / "corrupt.gguf"
+    shutil.copyfile(embedded_gguf_path(), source)
+    tensor = next(t for t in gguf.GGUFReader(source).tensors if t.name == "blk.0.attn_norm.weight")
+    assert tensor.tensor_type.name == "F32"
+    with open(source, "r+b") as f:
+        f.seek(tensor.data_offset)
+        f.write(NAN_F32)
+    with pytest.raises(ModelLoadError) as info:
+        TransformersBackend(model=str(source), cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"GGUF model {source}: weight model.layers.0.input_layernorm.weight is not finite")
+    assert not list(tmp_path.glob("cache/*"))  # nothing cached: the next load reads the GGUF again

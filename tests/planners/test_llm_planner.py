@@ -6,7 +6,8 @@ from flexrl.encoders import EncoderConfig, encode, fixed_prefix
 from flexrl.envs import ArenaEnv
 from flexrl.llm.base import OptionScore
 from flexrl.planners.base import Instruction, PlanContext
-from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig, distinguishing_prefixes, naming_word_prefixes
+from flexrl.planners.config import PlannerConfig
+from flexrl.planners.llm_planner import LLMPlanner, distinguishing_prefixes, naming_word_prefixes
 from flexrl.planners.oracle import OraclePlanner
 from flexrl.skills.library import SkillCall, candidate_calls
 
@@ -53,7 +54,7 @@ class FakeBackend:
 
 def test_calibration_removes_the_prior():
     ctx = _context("Avoid the ball!")
-    raw = LLMPlanner(FakeBackend(), LLMPlannerConfig(calibrate=False)).decide(ctx)
+    raw = LLMPlanner(FakeBackend(), PlannerConfig(calibrate=False)).decide(ctx)
     cal = LLMPlanner(FakeBackend()).decide(ctx)
     assert raw.call == SkillCall("stop")
     assert cal.call == SkillCall("avoid", ("ball",))
@@ -62,8 +63,9 @@ def test_calibration_removes_the_prior():
 
 def test_prompt_lists_skills_and_caches_everything_before_the_observation():
     backend = FakeBackend()
-    planner = LLMPlanner(backend)
+    planner = LLMPlanner(backend, PlannerConfig(history=2))
     ctx = _context("Avoid the ball!")
+    assert "Earlier instruction" not in LLMPlanner(backend).prompt(ctx)[0]  # the default: history 0
     full, prefix = planner.prompt(ctx)
     assert full.startswith(prefix) and prefix.endswith("Observation:")
     assert full[len(prefix):].startswith(" " + ctx.observation)
@@ -115,16 +117,16 @@ def test_calls_are_scored_up_to_the_word_that_sets_them_apart():
 def test_decisions_map_cut_scores_back_to_whole_calls():
     backend = FakeBackend()
     ctx = _context("Avoid the ball!")
-    decision = LLMPlanner(backend, LLMPlannerConfig(calls="distinguishing")).decide(ctx)
+    decision = LLMPlanner(backend, PlannerConfig(calls="distinguishing")).decide(ctx)
     assert set(decision.scores) == {str(c) for c in ctx.candidates}
     assert decision.call == SkillCall("avoid", ("ball",))
     assert "go_to(red" in backend.last_options and "go_to(red_pad)" not in backend.last_options
-    LLMPlanner(backend, LLMPlannerConfig(calls="whole")).decide(ctx)
+    LLMPlanner(backend, PlannerConfig(calls="whole")).decide(ctx)
     assert backend.last_options == [str(c) for c in ctx.candidates]
     LLMPlanner(backend).decide(ctx)  # the default: naming_word
     assert "go_to(red" in backend.last_options and "go_to(ball)" in backend.last_options
     with pytest.raises(ValueError, match="calls='all'; allowed: whole, naming_word, distinguishing"):
-        LLMPlannerConfig(calls="all")
+        PlannerConfig(calls="all")
 
 
 def test_arguments_stop_at_the_word_that_names_them():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.distributed.tensor import DTensor
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -477,7 +478,28 @@ def _load_hf_dir(path: Path, dtype: torch.dtype, tensor_parallel: bool = False):
         )
     except Exception as exc:  # transformers raises many types; callers need one.
         raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+    bad = first_non_finite(model)
+    if bad is not None:
+        files = sorted(path.glob("*.safetensors"))
+        where = files[0] if len(files) == 1 else path
+        raise ModelLoadError(f"{where}: weight {bad} is not finite (NaN or Inf); allowed: finite weights (a corrupted copy?)")
     return model, tokenizer
+
+
+def first_non_finite(model: torch.nn.Module) -> str | None:
+    """Return the name of the first parameter holding a NaN or an infinity, or ``None`` when all are finite.
+
+    One float32 sum per tensor: NaN and infinities carry through a sum, and a sum of finite weights
+    could overflow only at magnitudes no working model has. Every value is checked, no sample: on
+    SmolLM2-135M (272 tensors, 1 CPU thread) the check takes 0.07-0.18 s of a 3-5 s load from the
+    cache, where ``torch.isfinite(t).all()`` per tensor takes 0.6-0.7 s. Under tensor parallelism
+    each rank checks its own shards.
+    """
+    for name, weight in model.named_parameters():
+        local = weight.to_local() if isinstance(weight, DTensor) else weight
+        if local.is_floating_point() and not torch.isfinite(local.detach().sum(dtype=torch.float32)):
+            return name
+    return None
 
 
 def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype, tensor_parallel: bool = False):
@@ -490,13 +512,16 @@ def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype, tensor_parallel:
     if cached.is_dir():
         try:
             return (*_load_hf_dir(cached, dtype, tensor_parallel), True)
-        except ModelLoadError:
-            logger.warning("discarding unreadable model cache %s", cached)
+        except ModelLoadError as exc:  # unreadable or corrupted (e.g. NaN weights): rebuilt once from the GGUF
+            logger.warning("discarding the model cache: %s; rebuilding it from %s", str(exc).splitlines()[0], path)
             shutil.rmtree(cached, ignore_errors=True)
     try:
         model, tokenizer = _dequantise(path)
     except Exception as exc:  # the GGUF reader raises many types on a bad file
         raise ModelLoadError(f"cannot read GGUF model {path}: {exc} {hint}") from exc
+    bad = first_non_finite(model)
+    if bad is not None:  # not cached: the next load reads the GGUF again
+        raise ModelLoadError(f"GGUF model {path}: weight {bad} is not finite (NaN or Inf); allowed: finite weights {hint}")
     _write_cache(model, tokenizer, cached)
     if tensor_parallel:  # shard from the cache just written
         return (*_load_hf_dir(cached, dtype, tensor_parallel), False)

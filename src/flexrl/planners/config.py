@@ -2,39 +2,70 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.base import Planner
+from flexrl.skills.library import SKILLS, SkillCall
 
 PLANNERS = ("llm", "oracle", "random")
+CALL_SCORING = ("whole", "naming_word", "distinguishing")
 
 
 @dataclass
 class PlannerConfig:
-    """Which planner decides, and how the LLM planner prompts and scores.
+    """Which planner decides, and how the LLM planner prompts and scores (the only planner with settings).
+
+    Every default here is the shipped one: the ``planner`` config group's YAML files set only ``name``
+    (tests/config/test_defaults.py checks that they restate no default differently).
 
     Attributes:
         name: "llm", "oracle" (reads the instruction's intent: an upper bound) or "random" (a lower bound).
-        calibrate: subtract each call's score under a content-free prompt (LLM planner).
-        history: earlier instructions shown in the prompt (LLM planner).
-        calls: how much of each skill call is scored: "whole", "naming_word" or "distinguishing" (LLM planner;
-            see :class:`~flexrl.planners.llm_planner.LLMPlannerConfig`).
-        affordance_weight: weight of affordance scores when an affordance function is given (LLM planner).
+        calibrate: subtract each call's score under a content-free prompt (instruction and observation "N/A").
+        history: how many earlier instructions the prompt shows. 0: shown as "Earlier instruction: ...",
+            they made SmolLM2-135M keep obeying the first instruction after a mid-run switch (switch tasks
+            0% with history 2, 95% with 0; docs/bench.md). Raise it for models that use the context well.
+        calls: how much of each call is scored: "whole", "naming_word" (an argument of several words stops
+            at the word that names it: "go_to(red" for "go_to(red_pad)"; 23 option tokens per decision
+            instead of 59, 201 ms instead of 353 ms, about the same agreement with the oracle, but 4 points
+            lower on the benchmark suite than whole calls: use "whole" when accuracy matters more than the
+            250 ms target) or "distinguishing" (every call cut after the word that sets it apart: fewer
+            tokens still, but the embedded model chose worse). See docs/benchmarks.md.
+        affordance_weight: weight of the affordance scores (e.g. skill value functions), when an affordance
+            function is given.
+        examples: few-shot examples added to the system text, instruction -> skill call
+            (``{"Avoid the ball!": "avoid(ball)"}``).
     """
 
     name: str = "llm"
     calibrate: bool = True
-    history: int = 2
+    history: int = 0
     calls: str = "naming_word"
     affordance_weight: float = 1.0
+    examples: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.name not in PLANNERS:
             raise ValueError(f"planner={self.name!r}; allowed: {', '.join(PLANNERS)}")
-        from flexrl.planners.llm_planner import check_call_scoring
-
-        check_call_scoring(self.calls)
+        if not isinstance(self.calibrate, bool):
+            raise ValueError(f"planner.calibrate={self.calibrate!r}; allowed: true or false")
+        if not (isinstance(self.history, int) and not isinstance(self.history, bool) and self.history >= 0):
+            raise ValueError(f"planner.history={self.history!r}; allowed: an integer >= 0")
+        if self.calls not in CALL_SCORING:
+            raise ValueError(f"planner.calls={self.calls!r}; allowed: {', '.join(CALL_SCORING)}")
+        weight = self.affordance_weight
+        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight)):
+            raise ValueError(f"planner.affordance_weight={weight!r}; allowed: a finite number")
+        for instruction, call in self.examples.items():
+            if not (isinstance(instruction, str) and instruction.strip() and isinstance(call, str)):
+                raise ValueError(f"planner.examples entry {instruction!r}: {call!r}; allowed: instruction text: skill call")
+            try:
+                name = SkillCall.parse(call).name
+            except ValueError:
+                name = None
+            if name not in SKILLS:
+                raise ValueError(f"planner.examples[{instruction!r}]={call!r}; allowed: a call of {', '.join(SKILLS)}")
 
 
 def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 0) -> Planner:
@@ -48,8 +79,6 @@ def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 
 
         return RandomPlanner(seed)
     from flexrl.llm.config import build_backend
-    from flexrl.planners.llm_planner import LLMPlanner, LLMPlannerConfig
+    from flexrl.planners.llm_planner import LLMPlanner
 
-    settings = LLMPlannerConfig(calibrate=cfg.calibrate, history=cfg.history, affordance_weight=cfg.affordance_weight,
-                                calls=cfg.calls)
-    return LLMPlanner(build_backend(llm or LLMConfig()), settings)
+    return LLMPlanner(build_backend(llm or LLMConfig()), cfg)

@@ -13,61 +13,37 @@ word that already names it among the candidates ("go_to(red" for "go_to(red_pad)
 every pad shares) and scores the rest whole; or "distinguishing", which cuts every call after its
 first word that sets it apart ("go_to(ball" loses its ")"): fewest tokens, but the closing tokens
 carry signal and the embedded model chose worse without them (docs/benchmarks.md).
+
+A NaN or infinite score (e.g. from corrupted weights) would rank arbitrarily, so it is a fault: the
+planner raises :class:`NonFiniteScoreError`, an :class:`~flexrl.llm.base.LLMError`, on which the runner
+falls back as on any LLM failure (counted in the run's fallbacks, logged as a ``fallback`` event).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable
 
-from flexrl.llm.base import LLMBackend
+from flexrl.llm.base import LLMBackend, LLMError
 from flexrl.planners.base import Decision, PlanContext
+from flexrl.planners.config import PlannerConfig
 from flexrl.skills.library import SKILLS, SkillCall
 
 CONTENT_FREE = "N/A"
-CALL_SCORING = ("whole", "naming_word", "distinguishing")
 _BATCH_CACHE_TOKENS = 8192
 OBSERVATION_LABEL = "Observation:"
 Affordance = Callable[[PlanContext, SkillCall], float]
 
 
+class NonFiniteScoreError(LLMError):
+    """A backend's scores (or the affordance's) came out NaN or infinite: no decision can be taken from them."""
+
+
 def _template(name: str) -> str:
     return (resources.files("flexrl.planners") / "prompts" / name).read_text()
-
-
-@dataclass
-class LLMPlannerConfig:
-    """How the LLM planner prompts and scores.
-
-    Attributes:
-        calibrate: subtract each call's score under a content-free prompt (instruction and observation "N/A").
-        calls: how much of each call is scored: "whole", "naming_word" (arguments of several words stop
-            at the word that names them: 23 option tokens fed per decision instead of 59; about the same
-            agreement with the oracle, 4 points lower on the benchmark suite than whole calls) or
-            "distinguishing" (every call cut after the word that sets it apart: fewer tokens still, but
-            the embedded model chose worse; see docs/benchmarks.md).
-        history: how many earlier instructions to show.
-        examples: few-shot (instruction, call) pairs added to the system text.
-        affordance_weight: weight of the affordance scores (e.g. skill value functions), if given.
-    """
-
-    calibrate: bool = True
-    calls: str = "naming_word"
-    history: int = 2
-    examples: list[tuple[str, str]] = field(default_factory=list)
-    affordance_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_call_scoring(self.calls)
-
-
-def check_call_scoring(calls: str) -> None:
-    """Raise a one-line error unless ``calls`` is one of :data:`CALL_SCORING`."""
-    if calls not in CALL_SCORING:
-        raise ValueError(f"planner.calls={calls!r}; allowed: {', '.join(CALL_SCORING)}")
 
 
 class LLMPlanner:
@@ -75,15 +51,15 @@ class LLMPlanner:
 
     Args:
         backend: any :class:`~flexrl.llm.base.LLMBackend`.
-        config: prompting and scoring options.
+        config: prompting and scoring options (``name`` is not read here).
         affordance: optional extra score per call (a seam for value-function affordances).
     """
 
     name = "llm"
 
-    def __init__(self, backend: LLMBackend, config: LLMPlannerConfig | None = None, affordance: Affordance | None = None) -> None:
+    def __init__(self, backend: LLMBackend, config: PlannerConfig | None = None, affordance: Affordance | None = None) -> None:
         self.backend = backend
-        self.config = config or LLMPlannerConfig()
+        self.config = config or PlannerConfig()
         self.affordance = affordance
         self._calibration: dict[tuple[str, ...], list[float]] = {}
         self._system_cache: dict[tuple[str, ...], str] = {}
@@ -100,7 +76,7 @@ class LLMPlanner:
                 sig = f"{spec.name}({', '.join(spec.params)})" if spec.params else spec.name
                 allowed = f" {spec.params[0]}: {', '.join(args)}." if args else ""
                 lines.append(f"- {sig}: {spec.description}.{allowed}")
-            examples = "".join(f'Instruction "{i}" -> {c}\n' for i, c in self.config.examples)
+            examples = "".join(f'Instruction "{i}" -> {c}\n' for i, c in self.config.examples.items())
             self._system_cache[key] = _template("system.txt").format(
                 skills="\n".join(lines), examples=f"\nExamples:\n{examples}" if examples else ""
             )
@@ -135,7 +111,7 @@ class LLMPlanner:
 
     # ------------------------------------------------------------------------------ scoring
     def _scored(self, options: list[str]) -> list[str]:
-        """The texts scored for the calls (see ``LLMPlannerConfig.calls``), worked out once per candidate set."""
+        """The texts scored for the calls (see ``PlannerConfig.calls``), worked out once per candidate set."""
         key = (self.config.calls, tuple(options))
         if key not in self._scored_cache:
             cut = {"whole": list, "naming_word": naming_word_prefixes, "distinguishing": distinguishing_prefixes}
@@ -147,11 +123,26 @@ class LLMPlanner:
         if key not in self._calibration:
             user = _template("user.txt").format(history="", instruction=CONTENT_FREE, observation=CONTENT_FREE)
             full, prefix = self._split(self.system_text(context.candidates), user)
-            self._calibration[key] = [s.logprob for s in self.backend.score_options(full, scored, cache_prefix=prefix)]
+            calibration = [s.logprob for s in self.backend.score_options(full, scored, cache_prefix=prefix)]
+            self._calibration[key] = self._finite(calibration, scored, "content-free")
         return self._calibration[key]
 
+    def _finite(self, scores: list[float], options: list[str], what: str) -> list[float]:
+        """``scores``, unless one is NaN or infinite: then the decision is a fault (NaN ranks arbitrarily)."""
+        bad = [f"{o}={s}" for o, s in zip(options, scores) if not math.isfinite(s)]
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise NonFiniteScoreError(f"{self.backend.name} gave non-finite {what} scores ({', '.join(bad[:3])}{more}); "
+                                      "allowed: finite numbers (corrupted model weights?)")
+        return scores
+
     def decide(self, context: PlanContext) -> Decision:
-        """Score every candidate call and take the best; raises the backend's errors (the runner falls back)."""
+        """Score every candidate call and take the best.
+
+        Raises:
+            NonFiniteScoreError: a score is NaN or infinite (the runner falls back, as on any LLM error).
+            LLMError: the backend's errors, raised as they come (the runner falls back).
+        """
         start = time.perf_counter()
         options = [str(c) for c in context.candidates]
         scored = self._scored(options)
@@ -163,22 +154,26 @@ class LLMPlanner:
             scores = [s - c for s, c in zip(scores, self._content_free(context, scored))]
         if self.affordance is not None:
             scores = [s + self.config.affordance_weight * self.affordance(context, c) for s, c in zip(scores, context.candidates)]
+        self._finite(scores, options, "decision")
         best = max(range(len(options)), key=scores.__getitem__)
         tokens = sum(s.n_tokens for s in raw)
         return Decision(
             context.candidates[best], dict(zip(options, scores)), (time.perf_counter() - start) * 1e3, self.name, tokens=tokens
         )
 
-    def decide_batch(self, contexts: list[PlanContext]) -> list[Decision]:
+    def decide_batch(self, contexts: list[PlanContext]) -> list[Decision | LLMError]:
         """Decide for many contexts (e.g. one per environment) with their scoring batched into shared passes.
 
         Same decisions as :meth:`decide` one by one (scores equal up to float rounding): every prompt's
         options are scored in one :class:`~flexrl.llm.batching.BatchScorer` call, then each context is
         decided from those scores. Backends without a batch scorer are asked one context at a time.
+        Where :meth:`decide` would raise an :class:`~flexrl.llm.base.LLMError` (e.g. non-finite scores),
+        that context gets the error in place of its decision, and the other contexts still get theirs:
+        a driver hands it to its episode (:meth:`~flexrl.agent.runner.AgentRunner.episode`), which falls back.
         """
         scorer = self._batch_scorer()
         if scorer is None or len(contexts) < 2:
-            return [self.decide(c) for c in contexts]
+            return [self._decide_or_fault(c) for c in contexts]
         from flexrl.llm.batching import ScoreRequest
 
         requests = []
@@ -191,9 +186,15 @@ class LLMPlanner:
         backend = self.backend
         self.backend = _Answered(backend, answers)
         try:
-            return [self.decide(c) for c in contexts]
+            return [self._decide_or_fault(c) for c in contexts]
         finally:
             self.backend = backend
+
+    def _decide_or_fault(self, context: PlanContext) -> Decision | LLMError:
+        try:
+            return self.decide(context)
+        except LLMError as err:
+            return err
 
     def _batch_scorer(self):
         if not hasattr(self, "_scorer"):
