@@ -104,39 +104,31 @@ def _run(cfg) -> dict:
     from omegaconf import OmegaConf
     from tqdm import tqdm
 
-    from flexrl.agent.instructions import parse_schedule_item
-    from flexrl.agent.session import RunConfig, ScheduledInstruction, print_decision, run_agent, stdin_stream
-    from flexrl.config.schema import RunAppConfig
+    from flexrl.agent.session import RunConfig, print_decision, run_agent, stdin_stream
     from flexrl.planners.config import build_planner
 
-    settings: RunAppConfig = OmegaConf.to_object(cfg)
-    schedule = []
-    for item in settings.schedule:
-        step, text = parse_schedule_item(item)
-        text, _, intent = text.partition("=>")
-        schedule.append(ScheduledInstruction(step, text.strip(), intent.strip() or None))
+    settings: RunConfig = OmegaConf.to_object(cfg)  # checks ports, schedule steps and intents: one line each
     exp = settings.experiment
-    run_cfg = RunConfig(
-        instruction=settings.instruction, intent=settings.intent or None, schedule=schedule, planner=settings.planner,
-        llm=settings.llm, env=settings.env, robot=settings.robot, seed=exp.seed, agent=settings.agent,
-        workspace=exp.workspace, experiment=exp.name, run_dir=_hydra_run_dir(), stdin=settings.stdin,
-        http_port=settings.http_port, checkpoints=settings.checkpoints, policies=settings.policies,
-        resolved_config=OmegaConf.to_yaml(cfg, resolve=True),
-    )
     print(f"flexrl run: planner={settings.planner.name} seed={exp.seed} steps={settings.agent.max_steps}")
     planner = build_planner(settings.planner, settings.llm, exp.seed)
     if hasattr(planner, "backend") and hasattr(planner.backend, "load_seconds"):
         b = planner.backend
         print(f"model {b.name} loaded in {b.load_seconds:.1f} s ({'cache' if b.from_cache else 'first load, now cached'})")
     with tqdm(total=settings.agent.max_steps, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty()) as bar:
-        run, summary = run_agent(run_cfg, planner, stdin=stdin_stream(), on_decision=print_decision(tqdm.write),
-                                 on_step=lambda _: bar.update())
+        run, summary = run_agent(settings, planner, stdin=stdin_stream() if settings.stdin else None,
+                                 on_decision=print_decision(tqdm.write), on_step=lambda _: bar.update(),
+                                 on_serving=lambda url: tqdm.write(f"instructions: POST {url}"),
+                                 run_dir=_hydra_run_dir(), resolved_config=OmegaConf.to_yaml(cfg, resolve=True))
     print(f"decisions: {summary['decisions']} (invalid {summary['invalid_decisions']}, fallbacks {summary['fallbacks']}); "
           f"latency p50 {summary['latency_ms_p50']:.0f} ms, p95 {summary['latency_ms_p95']:.0f} ms")
-    for r in summary["reactions"][1:]:
-        print(f"reaction to {r['text']!r}: {r['steps']} steps, {r['wall_ms']:.0f} ms")
+    for seg, r in zip(summary["segments"], summary["reactions"]):
+        if seg["start_step"] > 0:
+            print(f"reaction to {r['text']!r}: {r['steps']} steps, {r['wall_ms']:.0f} ms")
+    if not summary["segments"]:
+        print(f"no instruction arrived; notes: {run.path / 'events.jsonl'}")
     for seg in summary["segments"]:
-        verdict = {True: "satisfied", False: "NOT satisfied", None: "not judged (no intent)"}[seg["satisfied"]]
+        unjudged = "not judged (no intent given)" if seg["intent"] is None else "not judged"
+        verdict = {True: "satisfied", False: "NOT satisfied", None: unjudged}[seg["satisfied"]]
         print(f"instruction {seg['instruction']!r} from step {seg['start_step']}: {verdict}")
     print(f"run directory: {run.path}")
     for m in summary.get("media", []):

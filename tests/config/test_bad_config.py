@@ -33,6 +33,8 @@ BAD = [
     ("train", ["+foo=1"], "unknown key 'foo'"),
     ("train", ["++ppo.foo=1"], "unknown key 'ppo.foo'"),
     ("run", ["++agent.foo=1"], "unknown key 'agent.foo'"),
+    ("run", ["agent.min_skill_steps=-100"], "agent.min_skill_steps=-100"),
+    ("run", ["planner.history=-5"], "planner.history=-5"),
     ("run", ["experiment.seed=-1"], "experiment.seed=-1"),
     ("run", ["experiment=quick"], "flexrl run has no config group 'experiment'"),
     ("run", ["experiment.name=a/b"], "experiment.name='a/b'"),

@@ -10,20 +10,19 @@ from omegaconf import OmegaConf
 
 from flexrl.cli import main
 from flexrl.config import resolvers, schema
-from flexrl.config.schema import BenchAppConfig, EvalAppConfig, RunAppConfig, TrainAppConfig
+from flexrl.agent.session import RunConfig
+from flexrl.config.schema import BenchAppConfig, EvalAppConfig, TrainAppConfig
 from flexrl.config.validate import ConfigError, compose_checked, job_config
 
 schema.register()
 resolvers.register()
 CONF = Path(str(resources.files("flexrl.conf")))
 GROUPS = {"train": ["skill", "ppo", "robot", "tracking", "experiment"],
-          "run": ["env", "robot", "encoder", "llm", "planner", "agent", "experiment"],
+          "run": ["env", "robot", "encoder", "llm", "planner", "agent"],
           "bench": ["planner", "llm", "suite", "encoder"]}
-TRAINING_PRESETS = {"quick", "sweep_ppo", "tune_ppo"}  # experiment presets that set training keys
 CASES = [(command, group, option.stem) for command, groups in GROUPS.items() for group in groups
-         for option in sorted((CONF / group).glob("*.yaml"))
-         if not (command == "run" and group == "experiment" and option.stem in TRAINING_PRESETS)]
-SCHEMA_OF = {"train": TrainAppConfig, "run": RunAppConfig, "bench": BenchAppConfig}
+         for option in sorted((CONF / group).glob("*.yaml"))]
+SCHEMA_OF = {"train": TrainAppConfig, "run": RunConfig, "bench": BenchAppConfig}
 
 
 @pytest.mark.parametrize(("command", "group", "option"), CASES, ids=[f"{c}-{g}={o}" for c, g, o in CASES])

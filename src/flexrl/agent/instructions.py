@@ -1,70 +1,57 @@
 """The instruction channel: the initial instruction, a schedule, and live input (stdin, HTTP on 127.0.0.1).
 
-Instructions are only ever text for the prompt: nothing in one is executed or used as a path. Bad input
-(empty, huge, binary, control characters) is cleaned or dropped, with a note for the event log.
+Every source's input goes through :func:`~flexrl.agent.sanitise.sanitise`, whose notes reach the event log.
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
-import unicodedata
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TextIO
+from typing import BinaryIO, Sequence, TextIO
 
+from flexrl.agent.instruction_http import InstructionServer
+from flexrl.agent.intents import IntentChecker
+from flexrl.agent.sanitise import Arrival, sanitise
 from flexrl.planners.base import Instruction
 
-MAX_CHARS = 500
-"""Longer instructions are truncated: the prompt stays small and the decision fast."""
-MAX_BODY_BYTES = 64_000
+INTENT_ARROW = "=>"
+"""Separates a schedule item's text from its intent: ``"150:Avoid the ball! => avoid(ball)"``."""
 
 
 @dataclass(frozen=True)
-class Arrival:
-    """An instruction as it arrived, with what cleaning it needed."""
+class ScheduledInstruction:
+    """An instruction delivered at a control step, as written in the config (not yet sanitised).
 
-    instruction: Instruction | None
-    note: str | None
-
-
-def sanitise(raw: str | bytes, source: str, intent: str | None = None) -> Arrival:
-    """Clean raw input into an instruction, or drop it with a note.
-
-    Control and format characters are removed, whitespace collapsed, text over MAX_CHARS truncated.
-    Input that is empty after cleaning, or mostly undecodable bytes, is dropped.
+    Attributes:
+        step: the control step it arrives at.
+        text: what the user wrote.
+        intent: the skill call that fulfils it (None: the instruction is not judged).
+        source: "initial" or "schedule".
     """
-    notes = []
-    if isinstance(raw, bytes):
-        text = raw.decode("utf-8", errors="replace")
-        if text.count("\ufffd") > max(3, len(text) // 4):
-            return Arrival(None, f"dropped {len(raw)} bytes of binary input from {source}")
-    else:
-        text = raw
-    cleaned = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in " \t\n")
-    if len(cleaned) != len(text):
-        notes.append(f"removed {len(text) - len(cleaned)} control characters")
-    cleaned = re.sub(r"\s+", " ", cleaned).strip()
-    if not cleaned:
-        return Arrival(None, f"dropped an empty instruction from {source}")
-    if len(cleaned) > MAX_CHARS:
-        notes.append(f"truncated from {len(cleaned)} to {MAX_CHARS} characters")
-        cleaned = cleaned[:MAX_CHARS]
-    return Arrival(Instruction(cleaned, intent, source), "; ".join(notes) or None)
+
+    step: int
+    text: str
+    intent: str | None = None
+    source: str = "schedule"
 
 
-def parse_schedule_item(item: str) -> tuple[int, str]:
-    """``"300:Avoid the ball!"`` -> (300, "Avoid the ball!").
+def parse_schedule_item(item: object) -> ScheduledInstruction:
+    """``"300:Avoid the ball! => avoid(ball)"`` -> ScheduledInstruction(300, "Avoid the ball!", "avoid(ball)").
+
+    The intent is optional; an empty one is none. The step's range and the intent's validity are checked
+    by the run's config, which knows the episode length and the arena.
 
     Raises:
         ValueError: one line naming the bad item and the expected form.
     """
-    step, sep, text = item.partition(":")
-    if not sep or not step.strip().isdigit():
-        raise ValueError(f"schedule item {item!r} is not of the form STEP:TEXT (e.g. '300:Avoid the ball!')")
-    return int(step), text
+    step, sep, rest = item.partition(":") if isinstance(item, str) else ("", "", "")
+    if not sep or not re.fullmatch(r"\s*[-+]?\d+\s*", step):
+        raise ValueError(f"schedule item {item!r} is not of the form STEP:TEXT or STEP:TEXT {INTENT_ARROW} INTENT "
+                         "(e.g. '300:Avoid the ball! => avoid(ball)')")
+    text, _, intent = rest.rpartition(INTENT_ARROW) if INTENT_ARROW in rest else (rest, "", "")
+    return ScheduledInstruction(int(step), text.strip(), intent.strip() or None, "schedule")
 
 
 class InstructionChannel:
@@ -72,40 +59,54 @@ class InstructionChannel:
 
     Args:
         initial: the run's first instruction.
-        schedule: (step, instruction) pairs, delivered at that step.
-        stdin: a stream whose lines become instructions (read on a background thread).
+        schedule: (step, instruction) pairs, delivered at that step; an :class:`Arrival` carries its
+            cleaning note to the event log, a None instruction only its note.
+        stdin: a stream whose lines become instructions (read on a background thread; a binary stream
+            lets undecodable bytes be noted instead of ending the reader).
         http_port: serve ``POST /instruction`` on 127.0.0.1:port (0 picks a free port; None: no server).
+        intents: checks the intents of HTTP requests (None: any text is passed on; the runner still
+            refuses an invalid one with a note).
+
+    Raises:
+        ValueError: one line, when ``http_port`` is out of range or already in use.
     """
 
     def __init__(
         self,
         initial: Instruction | None = None,
-        schedule: list[tuple[int, Instruction]] | None = None,
-        stdin: TextIO | None = None,
+        schedule: Sequence[tuple[int, Instruction | Arrival | None]] | None = None,
+        stdin: TextIO | BinaryIO | None = None,
         http_port: int | None = None,
+        intents: IntentChecker | None = None,
     ) -> None:
-        self._pending: list[tuple[int, Instruction]] = sorted(schedule or [], key=lambda p: p[0])
+        arrivals = [(step, a if isinstance(a, Arrival) else Arrival(a, None)) for step, a in schedule or []]
+        self._pending: list[tuple[int, Arrival]] = sorted(arrivals, key=lambda p: p[0])
         self._live: queue.Queue[Arrival] = queue.Queue()
         self._initial = initial
-        self._server: ThreadingHTTPServer | None = None
+        self._server = InstructionServer(http_port, self._live.put, intents) if http_port is not None else None
         if stdin is not None:
             threading.Thread(target=self._read_lines, args=(stdin,), daemon=True).start()
-        if http_port is not None:
-            self._server = ThreadingHTTPServer(("127.0.0.1", http_port), _handler(self._live))
-            threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
     def http_address(self) -> tuple[str, int] | None:
         """(host, port) of the HTTP endpoint, if serving."""
-        return self._server.server_address[:2] if self._server else None
+        return self._server.address if self._server else None
+
+    @property
+    def http_url(self) -> str | None:
+        """Where to ``POST`` instructions, if serving."""
+        return self._server.url if self._server else None
 
     def submit(self, raw: str | bytes, source: str = "api", intent: str | None = None) -> None:
         """Queue an instruction from code (thread-safe)."""
         self._live.put(sanitise(raw, source, intent))
 
-    def _read_lines(self, stream: TextIO) -> None:
-        for line in stream:
-            self._live.put(sanitise(line, "stdin"))
+    def _read_lines(self, stream: TextIO | BinaryIO) -> None:
+        try:
+            for line in stream:
+                self._live.put(sanitise(line, "stdin"))
+        except (OSError, ValueError) as err:  # a closed stream, or undecodable text on a text stream
+            self._live.put(Arrival(None, f"stdin: stopped reading: {type(err).__name__}: {err}"))
 
     def poll(self, step: int) -> list[Arrival]:
         """Everything that arrived by ``step``: the initial instruction, due scheduled ones, live input."""
@@ -114,7 +115,7 @@ class InstructionChannel:
             out.append(Arrival(self._initial, None))
             self._initial = None
         while self._pending and self._pending[0][0] <= step:
-            out.append(Arrival(self._pending.pop(0)[1], None))
+            out.append(self._pending.pop(0)[1])
         while True:
             try:
                 out.append(self._live.get_nowait())
@@ -124,43 +125,5 @@ class InstructionChannel:
     def close(self) -> None:
         """Stop the HTTP server, if any."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
-
-
-def _handler(sink: queue.Queue) -> type[BaseHTTPRequestHandler]:
-    class InstructionHandler(BaseHTTPRequestHandler):
-        def _reply(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._reply(200, {"status": "ok"}) if self.path == "/health" else self._reply(404, {"error": f"no route {self.path}"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/instruction":
-                return self._reply(404, {"error": f"no route {self.path}; use POST /instruction"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                return self._reply(413, {"error": f"body of {length} bytes; at most {MAX_BODY_BYTES}"})
-            body = self.rfile.read(length)
-            intent = None
-            if "json" in (self.headers.get("Content-Type") or ""):
-                try:
-                    payload = json.loads(body)
-                    body, intent = str(payload["text"]), payload.get("intent")
-                except (ValueError, KeyError, TypeError):
-                    return self._reply(400, {"error": 'JSON body must be {"text": "...", "intent": optional}'})
-            arrival = sanitise(body, "http", intent)
-            sink.put(arrival)
-            self._reply(202 if arrival.instruction else 400, {"accepted": arrival.instruction is not None, "note": arrival.note})
-
-        def log_message(self, *args) -> None:  # keep the live display clean
-            pass
-
-    return InstructionHandler

@@ -16,6 +16,7 @@ import numpy as np
 
 from flexrl.agent.event_log import EventLog
 from flexrl.agent.instructions import InstructionChannel
+from flexrl.agent.intents import IntentChecker
 from flexrl.agent.video import VideoRecorder
 from flexrl.encoders.text import EncoderConfig, EventTracker, encode, fixed_prefix
 from flexrl.envs.arena_env import ArenaEnv
@@ -55,7 +56,9 @@ class AgentConfig:
         if bad:
             raise ValueError(f"redecide_on={bad}; allowed: {', '.join(WORLD_EVENTS)}")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
-            raise ValueError(f"max_steps={self.max_steps!r}; allowed: a positive integer")
+            raise ValueError(f"agent.max_steps={self.max_steps!r}; allowed: a positive integer")
+        if not (isinstance(self.min_skill_steps, int) and self.min_skill_steps >= 0):
+            raise ValueError(f"agent.min_skill_steps={self.min_skill_steps!r}; allowed: an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -165,19 +168,33 @@ class AgentRunner:
                 self.log.emit("note", step, note=arrival.note)
             if arrival.instruction is None:
                 continue
-            ins = arrival.instruction
+            ins, judge = self._judged(step, arrival.instruction, world)
             self.instructions.append(ins)
             self.log.emit("instruction", step, text=ins.text, intent=ins.intent, source=ins.source)
-            judge = None
-            if ins.intent:
-                try:
-                    judge = start_skill(SkillCall.parse(ins.intent), world)
-                    judge.timeout = 10**9
-                except ValueError as err:
-                    self.log.emit("note", step, note=f"intent {ins.intent!r} ignored: {err}")
             self.segments.append(Segment(ins, step, judge))
             pending.append({"text": ins.text, "arrival_step": step, "arrival_wall": time.perf_counter()})
         return pending
+
+    def _judged(self, step: int, ins: Instruction, world) -> tuple[Instruction, ActiveSkill | None]:
+        """The instruction as the planner gets it, and the skill that judges it (None: no verdict).
+
+        An invalid intent, from whatever source, never stops a run: the instruction is kept without it
+        (its text still guides the LLM planner) and a note says why. A sequence intent guides the oracle
+        but gets no verdict here (``flexrl bench`` judges sequences with its own predicates).
+        """
+        if ins.intent is None:
+            return ins, None
+        try:
+            calls = IntentChecker(world).parse(ins.intent)
+        except ValueError as err:
+            self.log.emit("note", step, note=f"{ins.source} instruction: intent {ins.intent!r:.80} dropped: {err}")
+            return dataclasses.replace(ins, intent=None), None
+        if len(calls) > 1:
+            self.log.emit("note", step, note=f"{ins.source} instruction: sequence intent {ins.intent!r} is not judged")
+            return ins, None
+        judge = start_skill(calls[0], world)
+        judge.timeout = 10**9  # a judge watches the whole segment
+        return ins, judge
 
     # ------------------------------------------------------------------------------ the loop
     def run(self, seed: int, reset_options: dict | None = None) -> dict:

@@ -1,4 +1,9 @@
-"""One agent run from configuration to run directory: the work behind ``flexrl run``."""
+"""One agent run from configuration to run directory: the work behind ``flexrl run``.
+
+:class:`RunConfig` is both the library's settings of a run and the Hydra schema of ``flexrl run``; it
+checks itself when built (ports, schedule steps, intents against the arena), so a bad value is one line
+before any run directory exists.
+"""
 
 from __future__ import annotations
 
@@ -6,113 +11,172 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import BinaryIO, Callable, Optional, TextIO
 
 import yaml
 
 from flexrl.agent.event_log import EventLog
-from flexrl.agent.instructions import InstructionChannel, sanitise
+from flexrl.agent.instruction_http import check_port
+from flexrl.agent.instructions import InstructionChannel, ScheduledInstruction, parse_schedule_item
+from flexrl.agent.intents import IntentChecker, arena_world
 from flexrl.agent.runner import AgentConfig, AgentRunner
+from flexrl.agent.sanitise import sanitise
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.envs.config import EnvConfig, RobotConfig
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.base import Planner
 from flexrl.planners.config import PlannerConfig, build_planner
 from flexrl.runs.atomic import write_json, write_text
+from flexrl.runs.config import ExperimentConfig
 from flexrl.runs.run_dir import RunDir, new_run_id, recorded_status
 from flexrl.skills.policies import PolicySet
 
-
-@dataclass
-class ScheduledInstruction:
-    """An instruction delivered at a control step, with its optional intent (for the oracle and judging)."""
-
-    step: int
-    text: str
-    intent: str | None = None
+DEMO_INSTRUCTION = "Go to the ball"
+DEMO_INTENT = "go_to(ball)"
+DEMO_SCHEDULE = ("150:Avoid the ball! => avoid(ball)",)
 
 
 @dataclass
 class RunConfig:
-    """Everything an agent run needs.
+    """``flexrl run``: one LLM-driven agent episode, in its own run directory.
 
     Attributes:
-        instruction: the first instruction.
-        intent: the skill call that fulfils the first instruction (optional; used by the oracle and the judge).
-        schedule: instructions injected mid-run.
-        planner: which planner decides.
-        llm: the LLM planner's model.
         env: ball behaviour.
         robot: the agent's body.
-        seed: layout and planner seed.
-        agent: episode settings.
-        workspace: root of run directories.
-        experiment: sub-directory of the workspace.
-        run_dir: the run's directory (None: a fresh ``<workspace>/<experiment>/<run-id>``).
+        llm: the LLM planner's model.
+        planner: which planner decides.
+        agent: episode settings; the ``encoder`` group fills ``agent.encoder``.
+        experiment: name, workspace, seed (of the layout and the planner).
+        instruction: the first instruction (None: the demo's "Go to the ball", judged by go_to(ball);
+            empty: no first instruction, with a note in the event log).
+        intent: the skill call that fulfils the first instruction, e.g. ``go_to(red_pad)``, or a sequence
+            ``go_to(red_pad); go_to(blue_pad)`` (read by the oracle; the verdict). None or empty: the
+            instruction is not judged; an instruction given without its intent gets no verdict.
+        schedule: instructions injected mid-run, "STEP:TEXT" or "STEP:TEXT => INTENT", STEP in
+            [0, agent.max_steps) (None: the demo's "Avoid the ball!" at step 150, judged by avoid(ball),
+            when the episode is that long).
         stdin: read live instructions from standard input.
-        http_port: accept live instructions on 127.0.0.1:port (None: off).
-        checkpoints: skill checkpoints directory (None: the shipped ones).
-        policies: per-family checkpoint directories that replace ``checkpoints`` for those families.
-        resolved_config: the full resolved config text to store as ``config.yaml`` (None: this dataclass).
+        http_port: accept POST /instruction on 127.0.0.1:PORT (0: any free port, printed at start; None: off).
+        checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
+        policies: per-family checkpoint directories that replace ``checkpoints`` for those families,
+            e.g. ``+policies.avoid=workspace/default/<run-id>/checkpoints`` after ``flexrl train skill=avoid``.
+
+    Raises:
+        ValueError: one line naming the bad value and what is allowed.
     """
 
-    instruction: str = "Go to the ball"
-    intent: str | None = "go_to(ball)"
-    schedule: list[ScheduledInstruction] = field(default_factory=lambda: [ScheduledInstruction(150, "Avoid the ball!", "avoid(ball)")])
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
-    seed: int = 0
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
     agent: AgentConfig = field(default_factory=lambda: AgentConfig(max_steps=300))
-    workspace: str = "workspace"
-    experiment: str = "demo"
-    run_dir: str | None = None
+    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="demo"))
+    instruction: Optional[str] = None
+    intent: Optional[str] = None
+    schedule: Optional[list[str]] = None
     stdin: bool = False
-    http_port: int | None = None
-    checkpoints: str | None = None
+    http_port: Optional[int] = None
+    checkpoints: Optional[str] = None
     policies: dict[str, str] = field(default_factory=dict)
-    resolved_config: str | None = None
+
+    def __post_init__(self) -> None:
+        check_port(self.http_port)
+        self.timeline(IntentChecker(arena_world(self.robot.spec())))
+
+    def timeline(self, intents: IntentChecker) -> list[ScheduledInstruction]:
+        """The first instruction (at step 0) and the schedule, parsed and checked; not yet sanitised.
+
+        Raises:
+            ValueError: one line naming the bad item and what is allowed.
+        """
+        intent = self.intent or None
+        if self.instruction is None:
+            first = ScheduledInstruction(0, DEMO_INSTRUCTION, intent or DEMO_INTENT, "initial")
+        else:
+            first = ScheduledInstruction(0, self.instruction, intent, "initial")
+        if intent is not None:
+            try:
+                intents.parse(intent)
+            except ValueError as err:
+                raise ValueError(f"intent={intent!r}: {err}") from None
+        out = [first]
+        last = self.agent.max_steps - 1
+        for item in DEMO_SCHEDULE if self.schedule is None else self.schedule:
+            scheduled = parse_schedule_item(item)
+            if not 0 <= scheduled.step <= last:
+                if self.schedule is None:  # the demo's, in an episode too short for it
+                    continue
+                raise ValueError(f"schedule item {item!r}: step {scheduled.step}; allowed: 0 to {last} "
+                                 f"(agent.max_steps={self.agent.max_steps})")
+            if scheduled.intent is not None:
+                try:
+                    intents.parse(scheduled.intent)
+                except ValueError as err:
+                    raise ValueError(f"schedule item {item!r}: intent {scheduled.intent!r}: {err}") from None
+            out.append(scheduled)
+        return out
 
 
 def run_agent(
     cfg: RunConfig,
     planner: Planner | None = None,
-    stdin: TextIO | None = None,
+    stdin: TextIO | BinaryIO | None = None,
     on_decision: Callable | None = None,
     on_step: Callable | None = None,
+    on_serving: Callable[[str], None] | None = None,
+    run_dir: str | Path | None = None,
+    resolved_config: str | None = None,
 ) -> tuple[RunDir, dict]:
     """Run one episode and write its run directory: config, meta, events, video, summary.
 
+    Args:
+        cfg: the run's settings.
+        planner: decides (None: built from ``cfg.planner``).
+        stdin: the stream of live instructions when ``cfg.stdin`` is set.
+        on_decision: hook called after every decision (live display).
+        on_step: hook called after every control step.
+        on_serving: called with the URL of ``POST /instruction`` once the HTTP server listens.
+        run_dir: the run's directory (None: a fresh ``<workspace>/<experiment>/<run-id>``).
+        resolved_config: the full resolved config text to store as ``config.yaml`` (None: ``cfg``'s fields).
+
     A Ctrl-C or SIGTERM ends the run as "interrupted", an exception as "failed"; both keep what was written.
+
+    Raises:
+        ValueError: one line, when the HTTP port cannot be served (before the run directory is made).
     """
-    planner = planner or build_planner(cfg.planner, cfg.llm, cfg.seed)
+    planner = planner or build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
     policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies)
     env = ArenaEnv(spec=cfg.robot.spec(), ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
                    render_mode="rgb_array" if cfg.agent.record_video else None)
-    first = sanitise(cfg.instruction, "initial", cfg.intent).instruction
-    schedule = [(s.step, sanitise(s.text, "schedule", s.intent).instruction) for s in cfg.schedule]
-    channel = InstructionChannel(first, [(k, i) for k, i in schedule if i is not None],
-                                 stdin=stdin if cfg.stdin else None, http_port=cfg.http_port)
-    path = Path(cfg.run_dir) if cfg.run_dir else Path(cfg.workspace) / cfg.experiment / new_run_id()
-    run = RunDir.create(path, cfg.experiment, cfg.seed, kind="run", planner=planner.name)
-    write_text(run.path / "config.yaml", cfg.resolved_config or yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    log = EventLog(run.path / "events.jsonl")
+    channel = log = None
     try:
+        intents = IntentChecker(env.world_state())
+        arrivals = [(s.step, sanitise(s.text, s.source, s.intent)) for s in cfg.timeline(intents)]
+        channel = InstructionChannel(schedule=arrivals, stdin=stdin if cfg.stdin else None,
+                                     http_port=cfg.http_port, intents=intents)
+        if channel.http_url is not None and on_serving is not None:
+            on_serving(channel.http_url)
+        exp = cfg.experiment
+        path = Path(run_dir) if run_dir else Path(exp.workspace) / exp.name / new_run_id()
+        run = RunDir.create(path, exp.name, exp.seed, kind="run", planner=planner.name, tags=list(exp.tags))
+        write_text(run.path / "config.yaml", resolved_config or yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        log = EventLog(run.path / "events.jsonl")
         with recorded_status(run):
             runner = AgentRunner(env, planner, policies, channel, cfg.agent, log, on_decision, on_step)
             backend = getattr(planner, "backend", None)
             if hasattr(backend, "on_fault") and backend.on_fault is None:  # a resilient backend: faults become events
                 backend.on_fault = lambda fault: log.emit("llm_fault", runner.step, **fault.fields())
-            summary = runner.run(cfg.seed)
+            summary = runner.run(exp.seed)
             if runner.video is not None:
                 summary["media"] = [str(p.relative_to(run.path)) for p in runner.video.save(run.path / "media" / "episode")]
             summary["planner"] = planner.name
             write_json(run.path / "metrics.json", summary)
         return run, summary
     finally:
-        log.close()
-        channel.close()
+        if log is not None:
+            log.close()
+        if channel is not None:
+            channel.close()
         env.close()
 
 
@@ -126,6 +190,6 @@ def print_decision(write: Callable[[str], None] = print) -> Callable:
     return hook
 
 
-def stdin_stream() -> TextIO:
-    """Standard input, for live instructions."""
-    return sys.stdin
+def stdin_stream() -> BinaryIO:
+    """Standard input as bytes, for live instructions: undecodable lines are noted, not fatal."""
+    return sys.stdin.buffer

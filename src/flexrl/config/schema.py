@@ -1,8 +1,9 @@
 """Typed schemas of the ``flexrl`` commands, registered in Hydra's ConfigStore.
 
 The library's own dataclasses are the schemas of the config groups (PPOConfig, SkillConfig, RobotConfig,
-EnvConfig, EncoderConfig inside AgentConfig, LLMConfig, PlannerConfig, ExperimentConfig, TrackingConfig),
-so each field is typed and documented once, where it is used. The values live in YAML config groups
+EnvConfig, EncoderConfig inside AgentConfig, LLMConfig, PlannerConfig, ExperimentConfig, TrackingConfig)
+and of ``flexrl run`` as a whole (:class:`~flexrl.agent.session.RunConfig`), so each field is typed and
+documented once, where it is used. The values live in YAML config groups
 under ``flexrl/conf``. Only entry points (``flexrl.cli``) and this package import Hydra or OmegaConf.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 
 from flexrl.agent.runner import AgentConfig
-from flexrl.envs.config import EnvConfig, RobotConfig
+from flexrl.agent.session import RunConfig
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.config import PlannerConfig
 from flexrl.runs.config import ExperimentConfig
@@ -30,42 +31,6 @@ class TrainAppConfig(TrainingRunConfig):
     """
 
     resume: Optional[str] = None
-
-
-@dataclass
-class RunAppConfig:
-    """``flexrl run``: one LLM-driven agent episode, in its own run directory.
-
-    Attributes:
-        env: ball behaviour.
-        robot: the agent's body.
-        llm: the LLM planner's model.
-        planner: which planner decides.
-        agent: episode settings; the ``encoder`` group fills ``agent.encoder``.
-        experiment: name, workspace, seed.
-        instruction: the first instruction.
-        intent: the skill call that fulfils it (read by the oracle and the judge; None: not judged).
-        schedule: instructions injected mid-run, "STEP:TEXT" or "STEP:TEXT => INTENT".
-        stdin: read live instructions from standard input.
-        http_port: accept POST /instruction on 127.0.0.1:PORT (None: off).
-        checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
-        policies: per-family checkpoint directories that replace ``checkpoints`` for those families,
-            e.g. ``+policies.avoid=workspace/default/<run-id>/checkpoints`` after ``flexrl train skill=avoid``.
-    """
-
-    env: EnvConfig = field(default_factory=EnvConfig)
-    robot: RobotConfig = field(default_factory=RobotConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
-    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="demo"))
-    instruction: str = "Go to the ball"
-    intent: Optional[str] = "go_to(ball)"
-    schedule: list[str] = field(default_factory=lambda: ["150:Avoid the ball! => avoid(ball)"])
-    stdin: bool = False
-    http_port: Optional[int] = None
-    checkpoints: Optional[str] = None
-    policies: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,7 +98,7 @@ class BenchAppConfig:
     experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="bench"))
 
 
-SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunAppConfig, "eval": EvalAppConfig, "bench": BenchAppConfig}
+SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig}
 
 
 def register() -> None:
