@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1000)
     a = p.parse_args()
     torch.set_num_threads(1)
-    tasks = load_tasks([default_suite()])[0][: a.envs]
+    tasks = load_tasks([default_suite()])[: a.envs]
     planner = build_planner(PlannerConfig(a.planner), LLMConfig(), seed=a.seed)
     policies = PolicySet.load()
     evaluate(tasks[:1], [a.seed], planner, policies, batched=False)  # warm caches (prefixes, calibration)

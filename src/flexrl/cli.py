@@ -194,9 +194,7 @@ def _bench(cfg) -> dict:
         raise ValueError(f"suite.categories entry {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
     if settings.episodes < 1 or settings.n_envs < 1:
         raise ValueError(f"episodes={settings.episodes}, n_envs={settings.n_envs}; allowed: positive integers")
-    tasks, errors = load_tasks(settings.suite.files or [default_suite()])
-    for line in errors:
-        print(f"flexrl bench: skipped: {line}", file=sys.stderr)
+    tasks = load_tasks(settings.suite.files or [default_suite()])  # a bad suite runs nothing: TaskError
     unknown = sorted(set(settings.suite.tasks) - {t.id for t in tasks})
     if unknown:
         raise ValueError(f"suite.tasks entry {unknown[0]!r} is not a loaded task; see `flexrl bench --cfg job` and the suite files")
@@ -284,7 +282,8 @@ def _task(name: str) -> Callable[[Any], Any]:
         try:
             return WORK[name](cfg)
         except (ValueError, FileNotFoundError, FileExistsError, LLMError, ImportError) as err:
-            print(f"flexrl {name}: {err}", file=sys.stderr)
+            for line in getattr(err, "lines", None) or [str(err)]:  # a TaskError: one file:line per problem
+                print(f"flexrl {name}: {line}", file=sys.stderr)
             _remove_if_empty(Path(_hydra_run_dir()), name)
             raise SystemExit(2) from None
 

@@ -13,7 +13,7 @@ from flexrl.skills.policies import PolicySet
 
 @pytest.fixture(scope="module")
 def tasks():
-    return load_tasks([default_suite()])[0]
+    return load_tasks([default_suite()])
 
 
 @pytest.fixture(scope="module")

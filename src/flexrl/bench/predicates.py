@@ -93,7 +93,6 @@ def never_touched(seg: Trajectory, target: str = "ball") -> bool:
 PREDICATES: dict[str, Callable[..., bool]] = {
     f.__name__: f for f in (reached, reached_in_order, moved, kept_away, followed, stopped, stayed_near_start, never_touched)
 }
-OBJECT_ARGS = {"target", "targets"}
 
 
 def parameters(name: str) -> dict[str, inspect.Parameter]:
