@@ -27,5 +27,5 @@ grep -q "ppo.gamma=0.97" "$ws/quick/sweep-test/1/meta.json"
 run eval episodes=2 bar=0
 run runs list | tee "$ws/runs.txt"
 grep -q finished "$ws/runs.txt"
-ls "$ws"/quick/*/checkpoints/reach.zip "$ws"/quick/*/metrics.json "$ws"/quick/sweep-test/1/metrics.json >/dev/null
+ls "$ws"/quick/*/checkpoints/reach.safetensors "$ws"/quick/*/metrics.json "$ws"/quick/sweep-test/1/metrics.json >/dev/null
 echo "image-test: $tag trained, ran sweep trial 1 and evaluated in the container; run directories complete"

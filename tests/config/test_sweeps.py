@@ -28,7 +28,7 @@ def _assert_complete_trials(workspace: Path, n: int) -> list:
     assert len(runs) == n
     for run in runs:
         assert run.meta["status"] == "finished" and "/" in run.meta["id"]  # <sweep>/<trial>
-        assert (run.path / "checkpoints" / "reach.zip").is_file() and (run.path / "metrics.json").is_file()
+        assert (run.path / "checkpoints" / "reach.safetensors").is_file() and (run.path / "metrics.json").is_file()
     return runs
 
 
