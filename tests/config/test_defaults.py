@@ -20,10 +20,6 @@ from flexrl.config.schema import SCHEMAS
 CONF = Path(str(resources.files("flexrl.conf")))
 SKIPPED_GROUPS = {"experiment"}
 PRESET_MARK = "# Preset:"
-# Differences in groups owned elsewhere, to be settled there (the code default changed, or a "# Preset:"
-# comment); strict, so an entry fails once its difference is gone and the list only shrinks.
-KNOWN = {("run", "llm", "embedded"): "llm.device: YAML 'cpu', LLMConfig 'auto'",
-         ("bench", "llm", "embedded"): "llm.device: YAML 'cpu', LLMConfig 'auto'"}
 
 
 def _default_options() -> list[tuple[str, str, str]]:
@@ -76,10 +72,7 @@ def test_the_cases_cover_every_command_and_the_planner():
     assert {("run", "planner", "llm"), ("bench", "planner", "llm")} <= set(CASES)
 
 
-@pytest.mark.parametrize(("command", "group", "option"), [
-    pytest.param(*case, id="{}-{}={}".format(*case),
-                 marks=[pytest.mark.xfail(strict=True, reason=KNOWN[case])] if case in KNOWN else [])
-    for case in CASES])
+@pytest.mark.parametrize(("command", "group", "option"), CASES, ids=["{}-{}={}".format(*case) for case in CASES])
 def test_a_default_option_restates_no_default_differently(command, group, option):
     path = CONF / group / f"{option}.yaml"
     if PRESET_MARK in path.read_text():

@@ -33,12 +33,12 @@ SERVER_START_TIMEOUT_S = 180
 
 
 class ServerProcess:
-    """`python -m flexrl.llm.server` in a child process; ``url`` is known once it accepts connections."""
+    """`flexrl serve` in a child process; ``url`` is known once it accepts connections."""
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flexrl.llm.server", *args],
+            [sys.executable, "-m", "flexrl.cli", "serve", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         self.output: list[str] = []

@@ -1,4 +1,5 @@
-"""`flexrl serve` as a real process on 127.0.0.1: the OpenAI subset, micro-batching, bad input, the API key."""
+"""`flexrl serve` as a real process on 127.0.0.1: the OpenAI subset, micro-batching, bad input, the API key,
+streaming through the official `openai` client, and small requests beside a big one."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
 import torch
 
-from flexrl.llm.server import ServeConfig, is_loopback
+from flexrl.llm.serving.config import ServeConfig, is_loopback
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +106,21 @@ BAD_BODIES = [
     (b'{"model": ', 400, "malformed JSON"),
     (b"[1, 2]", 400, "JSON object"),
     (b"\xff\xfe", 400, "malformed JSON"),
-    ({"model": None, "prompt": "Hi"}, 400, "'model' is required"),
+    ({"model": None, "prompt": "Hi"}, 400, "'model': Input should be a valid string"),
     ({"model": "gpt-4", "prompt": "Hi"}, 404, "not found"),
-    ({"prompt": [1, 2, 3]}, 400, "'prompt' must be a string"),
+    ({"prompt": [1, 2, 3]}, 400, "token-id prompts are not supported"),
     ({"prompt": ""}, 400, "must not be empty"),
-    ({"prompt": "hello " * 5000}, 400, "at most 4096"),
-    ({"prompt": "Hi", "max_tokens": -1}, 400, "'max_tokens' must be between"),
-    ({"prompt": "Hi", "max_tokens": 10**12}, 400, "'max_tokens' must be between"),
-    ({"prompt": "Hi", "max_tokens": "ten"}, 400, "'max_tokens' must be of type int"),
-    ({"prompt": "Hi", "max_tokens": 1.5}, 400, "'max_tokens' must be of type int"),
-    ({"prompt": "Hi", "logprobs": 99, "echo": True}, 400, "'logprobs' must be between"),
-    ({"prompt": "Hi", "n": 3}, 400, "'n' must be between"),
-    ({"prompt": "Hi", "stream": True}, 400, "streaming"),
-    ({"prompt": ["Hi"] * 65}, 400, "at most 64"),
+    ({"prompt": "\ud800abc"}, 400, "lone surrogate"),
+    ({"prompt": "Hi", "bogus": 1}, 400, "unknown field 'bogus'"),
+    ({"prompt": "hello " * 5000}, 400, "max_prompt_tokens=4096 (raise it with flexrl serve --max-prompt-tokens)"),
+    ({"prompt": ["x " * 1000] * 20, "max_tokens": 1}, 400, "max_request_tokens=16384"),
+    ({"prompt": "Hi", "max_tokens": -1}, 400, "'max_tokens': Input should be greater than or equal to 0"),
+    ({"prompt": "Hi", "max_tokens": 10**12}, 400, "max_new_tokens=512"),
+    ({"prompt": "Hi", "max_tokens": "ten"}, 400, "'max_tokens': Input should be a valid integer"),
+    ({"prompt": "Hi", "max_tokens": 1.5}, 400, "'max_tokens': Input should be a valid integer"),
+    ({"prompt": "Hi", "logprobs": 99, "echo": True}, 400, "'logprobs': Input should be less than or equal to 5"),
+    ({"prompt": "Hi", "n": 3}, 400, "'n': Input should be less than or equal to 1"),
+    ({"prompt": ["Hi"] * 65}, 400, "max_prompts=64"),
     ({"prompt": "Hi", "structured_outputs": {"regex": "a+"}}, 400, "choice"),
     ({"prompt": "Hi", "structured_outputs": {"choice": []}}, 400, "choice"),
     ({"prompt": "Hi", "stop": [""]}, 400, "stop"),
@@ -129,27 +133,30 @@ def test_bad_completion_requests_get_4xx_and_the_server_keeps_serving(client, mo
         body = json.dumps({"model": model_id, **body}).encode()
     answer = client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == status
-    assert message in answer.json()["error"]["message"]
+    error = answer.json()["error"]
+    assert message in error["message"] and "\n" not in error["message"] and error["code"] == status
     assert client.post("/v1/completions", json={"model": model_id, "prompt": "Hi", "max_tokens": 1}).status_code == 200
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"messages": []}, "'messages' must be a list"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
-    ({"messages": [{"role": "user", "content": ["hi"]}]}, "content"),
-    ({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 100000}, "between"),
-    ({"messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 50}, "between"),
+    ({"messages": []}, "'messages': List should have at least 1 item"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "'messages.0.role'"),
+    ({"messages": [{"role": "user", "content": ["hi"]}]}, "'messages.0.content'"),
+    ({"messages": [{"role": "user", "content": "\udfff"}]}, "lone surrogate"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 100000}, "max_new_tokens=512"),
+    ({"messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 50}, "'top_logprobs'"),
 ])
 def test_bad_chat_requests_get_400(client, model_id, body, message):
-    answer = client.post("/v1/chat/completions", json={"model": model_id, **body})
+    # json.dumps escapes a lone surrogate as \\udfff (httpx's json= cannot encode it at all).
+    answer = client.post("/v1/chat/completions", content=json.dumps({"model": model_id, **body}).encode())
     assert answer.status_code == 400 and message in answer.json()["error"]["message"]
 
 
 def test_oversized_bodies_and_unknown_paths(client, model_id):
     huge = json.dumps({"model": model_id, "prompt": "x" * 1_100_000})
     answer = client.post("/v1/completions", content=huge, headers={"content-type": "application/json"})
-    assert answer.status_code == 413 and "limit" in answer.json()["error"]["message"]
-    assert client.get("/v1/nothing").status_code == 404
+    assert answer.status_code == 413 and "max_request_bytes=1000000" in answer.json()["error"]["message"]
+    assert client.get("/v1/nothing").status_code == 404 and "no route" in client.get("/v1/nothing").json()["error"]["message"]
     assert client.get("/v1/completions").status_code == 405
 
 
@@ -169,3 +176,54 @@ def test_non_loopback_bind_requires_an_api_key():
     done = subprocess.run([sys.executable, "-m", "flexrl.llm.server", "--host", "0.0.0.0", "--port", "0"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "API key" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_openai_client_streams_what_it_gets_in_one_answer(server, api_key, model_id):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key=api_key, timeout=300, max_retries=0)
+    messages = [{"role": "system", "content": "You are brief."}, {"role": "user", "content": "Name three colours."}]
+    whole = client.chat.completions.create(model=model_id, messages=messages, max_tokens=24)
+    chunks = list(client.chat.completions.create(model=model_id, messages=messages, max_tokens=24, stream=True,
+                                                 stream_options={"include_usage": True}))
+    parts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(parts) > 1 and "".join(parts) == whole.choices[0].message.content  # greedy: the same text, in pieces
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
+    prompt = "The robot walks to the red pad and"
+    plain = client.completions.create(model=model_id, prompt=prompt, max_tokens=20, stop=["."])
+    streamed = [c.choices[0].text for c in client.completions.create(model=model_id, prompt=prompt, max_tokens=20,
+                                                                     stop=["."], stream=True)]
+    assert "".join(streamed) == plain.choices[0].text and "." not in plain.choices[0].text
+    echo = client.completions.create(model=model_id, prompt=prompt, max_tokens=0, echo=True, logprobs=1)
+    assert "".join(echo.choices[0].logprobs.tokens) == prompt and echo.choices[0].logprobs.token_logprobs[0] is None
+
+
+@pytest.mark.slow
+def test_small_requests_finish_while_a_big_one_runs(start_server, api_key):
+    # Slices of 64 tokens: the big echo (~500 prompt tokens) needs several micro-batches, small ones fit one.
+    server = start_server("--port", "0", "--threads", "1", "--api-key", api_key, "--slice-tokens", "64")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=600) as client:
+        model = client.get("/v1/models").json()["data"][0]["id"]
+        big = {"model": model, "prompt": " ".join(f"Robot {i} walks to the red pad." for i in range(50)),
+               "max_tokens": 0, "echo": True, "logprobs": 1}
+        done: dict[str, float] = {}
+
+        def send(name, body):
+            answer = client.post("/v1/completions", json=body)
+            assert answer.status_code == 200, answer.text
+            done[name] = time.perf_counter()
+
+        threads = [threading.Thread(target=send, args=("big", big))]
+        threads[0].start()
+        time.sleep(1.0)
+        for i in range(4):
+            small = {"model": model, "prompt": f"Hello {i}", "max_tokens": 2}
+            threads.append(threading.Thread(target=send, args=(f"small{i}", small)))
+            threads[-1].start()
+        for t in threads:
+            t.join()
+    assert len(done) == 5
+    assert max(v for k, v in done.items() if k != "big") < done["big"], done

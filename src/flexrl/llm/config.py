@@ -23,7 +23,8 @@ class LLMConfig:
             None: the embedded SmolLM2-135M-Instruct.
         cache_dir: where dequantised GGUF weights are cached (None: ~/.cache/flexrl/models).
         dtype: "float32", "bfloat16" or "float16".
-        device: torch device of the transformers backend ("cpu", "cuda", "cuda:1").
+        device: torch device of the transformers backend ("auto": the best available, see
+            :func:`resolve_device`; or "cpu", "cuda", "cuda:1", "mps").
         threads: torch threads (1: the model shares the CPU with simulation).
         base_url: server URL of the openai_compat backend (e.g. http://127.0.0.1:8000/v1).
         api_key_env: environment variable holding the server's API key (never the key itself).
@@ -37,7 +38,7 @@ class LLMConfig:
     model: Optional[str] = None
     cache_dir: Optional[str] = None
     dtype: str = "float32"
-    device: str = "cpu"
+    device: str = "auto"
     threads: int = 1
     base_url: Optional[str] = None
     api_key_env: Optional[str] = None
@@ -53,6 +54,40 @@ class LLMConfig:
             raise ValueError(f"llm dtype={self.dtype!r}; allowed: {', '.join(DTYPES)}")
         if self.threads < 1:
             raise ValueError(f"llm threads={self.threads!r}; allowed: a positive integer")
+        if self.backend == "transformers":
+            resolve_device(self.device, "llm.device")
+
+
+def available_devices() -> list[str]:
+    """The device names this machine can load a model on: "auto", "cpu", then any CUDA devices and "mps"."""
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def resolve_device(device: str, setting: str = "device") -> str:
+    """The torch device a model loads on: ``device`` itself, or for "auto" the best available (cuda, mps, cpu).
+
+    The one check of a device name, used by the planner's LLM config and by ``flexrl serve``.
+
+    Args:
+        device: "auto" or a device name, e.g. "cpu", "cuda", "cuda:1", "mps".
+        setting: how the user set it (e.g. "llm.device", "--device"), for the error message.
+
+    Raises:
+        ValueError: (one line) ``device`` is malformed or this machine lacks it; names the devices it has.
+    """
+    names = available_devices()
+    if device not in names:
+        raise ValueError(f"{setting}={device!r} is not a device this machine has; allowed: {', '.join(names)}")
+    if device != "auto":
+        return device
+    return next((name for name in ("cuda", "mps") if name in names), "cpu")
 
 
 def build_backend(cfg: LLMConfig) -> LLMBackend:
@@ -67,8 +102,8 @@ def build_backend(cfg: LLMConfig) -> LLMBackend:
     if cfg.backend == "transformers":
         from flexrl.llm.transformers_backend import TransformersBackend
 
-        return TransformersBackend(model=cfg.model, cache_dir=cfg.cache_dir, dtype=cfg.dtype, device=cfg.device,
-                                   threads=cfg.threads)
+        return TransformersBackend(model=cfg.model, cache_dir=cfg.cache_dir, dtype=cfg.dtype,
+                                   device=resolve_device(cfg.device, "llm.device"), threads=cfg.threads)
     if cfg.backend == "llama_cpp":
         from flexrl.llm.llama_cpp_backend import LlamaCppBackend
 
