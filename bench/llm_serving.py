@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from flexrl.encoders import EncoderConfig, encode
 from flexrl.envs import ArenaEnv
 from flexrl.llm.base import OptionScore
-from flexrl.llm.batching import BatchScorer, ScoreRequest
+from flexrl.llm.batch_types import ScoreRequest
+from flexrl.llm.batching import BatchScorer
 from flexrl.llm.openai_compat import OpenAICompatBackend
 from flexrl.llm.transformers_backend import TransformersBackend
 from flexrl.planners.base import Instruction, PlanContext

@@ -21,7 +21,7 @@ from flexrl.agent.instructions import InstructionChannel
 from flexrl.agent.runner import AgentConfig, AgentRunner
 from flexrl.encoders import EncoderConfig, encode
 from flexrl.envs.arena_env import ArenaEnv
-from flexrl.llm.batching import ScoreRequest
+from flexrl.llm.batch_types import ScoreRequest
 from flexrl.planners.base import Instruction, PlanContext
 from flexrl.planners.llm_planner import LLMPlanner
 from flexrl.skills.library import candidate_calls

@@ -7,7 +7,9 @@ import threading
 import pytest
 import torch
 
-from flexrl.llm.batching import BatchScorer, MicroBatcher, ScoreRequest, SequenceGroup
+from flexrl.llm.batch_types import ScoreRequest, SequenceGroup
+from flexrl.llm.batching import BatchScorer
+from flexrl.llm.micro_batcher import MicroBatcher
 
 def reference_logprobs(backend, ids: list[int]) -> list[float]:
     """Per-token log-probs from one plain forward pass, no cache or tree."""

@@ -9,7 +9,10 @@ import time
 import pytest
 import torch
 
-from flexrl.llm.batching import BatchScorer, GenerationRun, MicroBatcher, SequenceGroup
+from flexrl.llm.batch_types import SequenceGroup
+from flexrl.llm.batching import BatchScorer
+from flexrl.llm.generation import GenerationRun
+from flexrl.llm.micro_batcher import MicroBatcher
 
 pytestmark = pytest.mark.slow
 LONG = " ".join(f"Robot {i} walks to the red pad, waits, and turns left." for i in range(30))

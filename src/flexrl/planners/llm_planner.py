@@ -174,7 +174,7 @@ class LLMPlanner:
         scorer = self._batch_scorer()
         if scorer is None or len(contexts) < 2:
             return [self._decide_or_fault(c) for c in contexts]
-        from flexrl.llm.batching import ScoreRequest
+        from flexrl.llm.batch_types import ScoreRequest
 
         requests = []
         for context in contexts:
@@ -222,7 +222,7 @@ class _Answered:
         return getattr(self._backend, name)
 
     def score_options(self, prompt: str, options: list[str], cache_prefix: str | None = None):
-        from flexrl.llm.batching import ScoreRequest
+        from flexrl.llm.batch_types import ScoreRequest
 
         found = self._answers.get(ScoreRequest(prompt, tuple(options), cache_prefix))
         return found if found is not None else self._backend.score_options(prompt, options, cache_prefix=cache_prefix)

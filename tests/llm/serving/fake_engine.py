@@ -9,7 +9,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Sequence
 
-from flexrl.llm.batching import Generation, SequenceGroup, TokenLogprobs
+from flexrl.llm.batch_types import Generation, SequenceGroup, TokenLogprobs
 
 MODEL = "fake-model"
 EOS_MARK = "[eos]"

@@ -9,7 +9,7 @@ import pytest
 from fake_engine import CONTINUATION, EOS_MARK, MODEL, FakeEngine, token_logprob
 from openai import OpenAI
 
-from flexrl.llm.batching import Generation
+from flexrl.llm.batch_types import Generation
 from flexrl.llm.serving.serving import TextStream
 
 

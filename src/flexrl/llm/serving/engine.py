@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Protocol, Sequence
 
-from flexrl.llm.batching import OnTokens, SequenceGroup
+from flexrl.llm.batch_types import OnTokens, SequenceGroup
 from flexrl.llm.config import resolve_device
 from flexrl.llm.serving.config import ServeConfig
 
@@ -69,7 +69,8 @@ class ServedModel:
     """
 
     def __init__(self, config: ServeConfig) -> None:
-        from flexrl.llm.batching import BatchScorer, MicroBatcher
+        from flexrl.llm.batching import BatchScorer
+        from flexrl.llm.micro_batcher import MicroBatcher
         from flexrl.llm.transformers_backend import TransformersBackend
 
         backend = TransformersBackend(

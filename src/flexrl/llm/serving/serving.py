@@ -21,7 +21,7 @@ from typing import AsyncIterator, Sequence
 
 from pydantic import BaseModel
 
-from flexrl.llm.batching import Generation, SequenceGroup, TokenLogprobs
+from flexrl.llm.batch_types import Generation, SequenceGroup, TokenLogprobs
 from flexrl.llm.serving.config import ServeConfig, flag
 from flexrl.llm.serving.engine import Engine
 from flexrl.llm.serving.protocol import (
