@@ -41,11 +41,12 @@ def _timed(fn):
 def _instrument() -> None:
     """Count the CPU time of every bookkeeping call directly: checkpoints, curve/MLflow, reward-term
     sums, TensorBoard dumps, meta writes. Immune to the noise of a shared machine."""
-    training_run.save_checkpoint = _timed(training_run.save_checkpoint)
+    training_run.save_resume_state = _timed(training_run.save_resume_state)
+    training_run.export_policy = _timed(training_run.export_policy)
     training_run.Tracker.log = _timed(training_run.Tracker.log)
     training_run.RewardTermsCallback._on_step = _timed(training_run.RewardTermsCallback._on_step)
     training_run.RewardTermsCallback._on_rollout_end = _timed(training_run.RewardTermsCallback._on_rollout_end)
-    training_run._CheckpointCallback._on_step = _timed(training_run._CheckpointCallback._on_step)
+    training_run._CheckpointCallback._on_rollout_start = _timed(training_run._CheckpointCallback._on_rollout_start)
     Logger.dump = _timed(Logger.dump)
     RunDir.save_meta = _timed(RunDir.save_meta)
     RunDir.create = classmethod(_timed(RunDir.create.__func__))  # git state, package versions

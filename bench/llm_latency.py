@@ -94,7 +94,7 @@ def main() -> None:
             decision = planner.decide(context)
             (scoring if i else first).append(decision.latency_ms)
             full, prefix = planner.prompt(context)
-            rest_tokens.append(len(backend._encode(full[len(prefix) :])))
+            rest_tokens.append(len(backend.encode(full[len(prefix) :])))
             if i == 1 and len(generation) < args.generate:
                 start = time.perf_counter()
                 answer = backend.generate(full, args.max_new_tokens)
@@ -104,11 +104,11 @@ def main() -> None:
                 same += call == decision.call
 
     calls = [str(c) for c in context.candidates]
-    scored = [backend._encode(o) for o in planner._scored(calls)]
+    scored = [backend.encode(o) for o in planner._scored(calls)]
     nodes = {tuple(ids[:end]) for ids in scored for end in range(1, len(ids))}
     print(f"model            {backend.name}  ({args.threads} torch thread(s), body weights {backend.weights})")
     print(f"load             cold {cold_seconds:.1f} s (GGUF -> cache), warm {warm.load_seconds:.1f} s")
-    print(f"prompt           prefix {len(backend._encode(prefix))} tokens (cached per instruction{'' if args.no_fixed else ' and layout'}), "
+    print(f"prompt           prefix {len(backend.encode(prefix))} tokens (cached per instruction{'' if args.no_fixed else ' and layout'}), "
           f"then {statistics.mean(rest_tokens):.0f} tokens (mean; encoder {args.encoder!r})")
     print(f"options          {len(scored)} calls scored as {sum(map(len, scored))} tokens, {len(nodes)} of them fed (token trie)")
     print(f"e.g.             {full[len(prefix):]!r}")

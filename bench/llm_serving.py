@@ -77,9 +77,9 @@ def pass_costs(backend: TransformersBackend, sizes=(16, 64, 128, 512, 2048)) -> 
     with torch.inference_mode():
         for n in sizes:
             ids = torch.randint(0, 1000, (1, n))
-            backend._model.model(input_ids=ids)
+            backend.model.model(input_ids=ids)
             start = time.process_time()
-            backend._model.model(input_ids=ids)
+            backend.model.model(input_ids=ids)
             costs[n] = (time.process_time() - start) * 1e3 / n
     return costs
 
@@ -159,9 +159,9 @@ def main() -> None:
     local = TransformersBackend(threads=args.threads)
     ctx = {"local": local, "scorer": BatchScorer(local), "next_seed": 0, "server_pid": None}
     sample = planner_requests(local, range(1000, 1004))
-    rest = [len(local._encode(r.prompt[len(r.cache_prefix):])) for r in sample]
+    rest = [len(local.encode(r.prompt[len(r.cache_prefix):])) for r in sample]
     print(f"model {local.name}, {args.threads} torch thread(s); per decision: {len(sample[0].options)} options, "
-          f"cached prefix ~{len(local._encode(sample[0].cache_prefix))} tokens, ~{statistics.mean(rest):.0f} new prompt tokens")
+          f"cached prefix ~{len(local.encode(sample[0].cache_prefix))} tokens, ~{statistics.mean(rest):.0f} new prompt tokens")
     costs = pass_costs(local)
     print("one forward pass, CPU ms per token: " + ", ".join(f"{n} tokens {c:.2f}" for n, c in costs.items()), flush=True)
     results = []

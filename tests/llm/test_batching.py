@@ -14,7 +14,7 @@ from flexrl.llm.micro_batcher import MicroBatcher
 def reference_logprobs(backend, ids: list[int]) -> list[float]:
     """Per-token log-probs from one plain forward pass, no cache or tree."""
     with torch.inference_mode():
-        logprobs = torch.log_softmax(backend._model(torch.tensor([ids])).logits[0].float(), dim=-1)
+        logprobs = torch.log_softmax(backend.model(torch.tensor([ids])).logits[0].float(), dim=-1)
     return [logprobs[j - 1, ids[j]].item() for j in range(1, len(ids))]
 
 
@@ -38,14 +38,14 @@ def test_batched_scores_equal_score_options(local_backend, planner_requests):
     # again (its output predicts the options), then one token per option-trie node.
     fed = scorer.fed_tokens
     assert_same_scores(scorer.score_requests(requests), expected)
-    trie_nodes = [{tuple(ids[:k]) for ids in map(local_backend._encode, r.options) for k in range(1, len(ids))}
+    trie_nodes = [{tuple(ids[:k]) for ids in map(local_backend.encode, r.options) for k in range(1, len(ids))}
                   for r in requests if r.options]
     assert scorer.fed_tokens - fed == sum(1 + len(nodes) for nodes in trie_nodes)
 
 
 def test_shared_prefix_is_computed_once_per_batch(local_backend, planner_requests):
     requests = planner_requests(range(10, 14), instructions=("Avoid the ball!",))
-    prompts = [local_backend._encode(r.prompt) for r in requests]
+    prompts = [local_backend.encode(r.prompt) for r in requests]
     shared = min(_common_prefix(prompts[0], p) for p in prompts[1:])
     # Tokens each request feeds alone: its prompt, then one per option-trie node.
     alone, expected = 0, []
@@ -70,8 +70,8 @@ def _common_prefix(a, b) -> int:
 
 def test_every_position_matches_a_plain_forward_pass(local_backend):
     scorer = BatchScorer(local_backend, prompt_logprobs=True, cache_tokens=2048)
-    base = local_backend._encode("The robot walks to the red pad and then")
-    sequences = [base + local_backend._encode(t) for t in (" stops.", " turns left", " waits")]
+    base = local_backend.encode("The robot walks to the red pad and then")
+    sequences = [base + local_backend.encode(t) for t in (" stops.", " turns left", " waits")]
     for _ in range(2):  # uncached, then from the prefix cache
         results = scorer.score_groups([SequenceGroup.sharing(sequences, all_positions=True, top_k=3)])[0]
         for seq, res in zip(sequences, results, strict=True):
@@ -82,7 +82,7 @@ def test_every_position_matches_a_plain_forward_pass(local_backend):
 
 
 def test_only_continuations_without_all_positions(local_backend):
-    ids = local_backend._encode("Hello there, general")
+    ids = local_backend.encode("Hello there, general")
     group = SequenceGroup((tuple(ids),), len(ids) - 1)
     (res,) = BatchScorer(local_backend).score_groups([group])[0]
     assert res.logprobs[:-1] == [None] * (len(ids) - 1)
@@ -106,9 +106,9 @@ def test_bad_requests_raise(local_backend):
 def test_batched_generation_equals_generate(local_backend):
     prompts = [local_backend.chat_prompt("You are brief.", q) for q in ("Name a colour.", "What is two plus two? Explain.")]
     scorer = BatchScorer(local_backend)
-    outputs = scorer.generate([local_backend._encode(p) for p in prompts], [8, 12], top_k=2)
+    outputs = scorer.generate([local_backend.encode(p) for p in prompts], [8, 12], top_k=2)
     for prompt, out, limit in zip(prompts, outputs, (8, 12), strict=True):
-        assert local_backend._tokenizer.decode(out.tokens, skip_special_tokens=True) == local_backend.generate(prompt, limit)
+        assert local_backend.tokenizer.decode(out.tokens, skip_special_tokens=True) == local_backend.generate(prompt, limit)
         assert len(out.tokens) <= limit and len(out.logprobs) == len(out.tokens) == len(out.top)
         assert all(t[0][0] == token for t, token in zip(out.top, out.tokens))  # greedy: the top token
 
@@ -118,8 +118,8 @@ def test_micro_batcher_shares_passes_and_isolates_a_bad_job(local_backend, plann
     scorer = BatchScorer(local_backend)
     groups = []
     for r in requests:
-        prompt = local_backend._encode(r.cache_prefix) + local_backend._encode(r.prompt[len(r.cache_prefix):])
-        groups.append(SequenceGroup(tuple(tuple(prompt + local_backend._encode(o)) for o in r.options), len(prompt)))
+        prompt = local_backend.encode(r.cache_prefix) + local_backend.encode(r.prompt[len(r.cache_prefix):])
+        groups.append(SequenceGroup(tuple(tuple(prompt + local_backend.encode(o)) for o in r.options), len(prompt)))
     bad = SequenceGroup(groups[0].sequences, groups[0].prompt_len, all_positions=True)  # scorer lacks prompt_logprobs
     batcher = MicroBatcher(scorer, max_batch=8, wait_s=0.05)
     jobs = [*groups, bad]

@@ -27,7 +27,7 @@ def one_thread():
 
 
 def test_a_long_echo_in_slices_equals_one_pass_and_a_small_job_overtakes_it(local_backend):
-    ids = local_backend._encode(LONG)
+    ids = local_backend.encode(LONG)
     group = SequenceGroup.sharing([ids], all_positions=True, top_k=2)
     (whole,) = BatchScorer(local_backend, prompt_logprobs=True).score_groups([group])[0]
     batcher = MicroBatcher(BatchScorer(local_backend, prompt_logprobs=True), slice_tokens=64)
@@ -36,7 +36,7 @@ def test_a_long_echo_in_slices_equals_one_pass_and_a_small_job_overtakes_it(loca
         big = batcher.score(group)
         big.add_done_callback(lambda _: finished.append("big"))
         time.sleep(0.05)
-        small = batcher.score(SequenceGroup.sharing([local_backend._encode("Hello there, robot")], all_positions=True))
+        small = batcher.score(SequenceGroup.sharing([local_backend.encode("Hello there, robot")], all_positions=True))
         small.add_done_callback(lambda _: finished.append("small"))
         (sliced,) = big.result(timeout=600)
         small.result(timeout=600)
@@ -50,8 +50,8 @@ def test_a_long_echo_in_slices_equals_one_pass_and_a_small_job_overtakes_it(loca
 
 def test_options_split_over_slices_score_as_in_one_go(local_backend, planner_requests):
     (request,) = planner_requests([5])
-    prompt = local_backend._encode(request.cache_prefix) + local_backend._encode(request.prompt[len(request.cache_prefix):])
-    group = SequenceGroup(tuple(tuple(prompt + local_backend._encode(o)) for o in request.options), len(prompt))
+    prompt = local_backend.encode(request.cache_prefix) + local_backend.encode(request.prompt[len(request.cache_prefix):])
+    group = SequenceGroup(tuple(tuple(prompt + local_backend.encode(o)) for o in request.options), len(prompt))
     expected = local_backend.score_options(request.prompt, list(request.options), request.cache_prefix)
     batcher = MicroBatcher(BatchScorer(local_backend), slice_tokens=48)
     try:
@@ -65,20 +65,20 @@ def test_options_split_over_slices_score_as_in_one_go(local_backend, planner_req
 
 def test_generation_in_slices_equals_one_call(local_backend):
     prompts = [local_backend.chat_prompt("You are brief.", q) for q in ("Name a colour.", "What is two plus two? Explain.")]
-    run = GenerationRun(BatchScorer(local_backend), [local_backend._encode(p) for p in prompts], [8, 12], top_k=2)
+    run = GenerationRun(BatchScorer(local_backend), [local_backend.encode(p) for p in prompts], [8, 12], top_k=2)
     slices = 0
     while not run.done:
         run.advance(prefill_tokens=16, steps=3)
         slices += 1
     assert slices >= 5  # prompts read 8 columns at a time, then 3 tokens per slice (12 for the longer)
     for prompt, out, limit in zip(prompts, run.results(), (8, 12), strict=True):
-        assert local_backend._tokenizer.decode(out.tokens, skip_special_tokens=True) == local_backend.generate(prompt, limit)
+        assert local_backend.tokenizer.decode(out.tokens, skip_special_tokens=True) == local_backend.generate(prompt, limit)
         assert all(top[0][0] == token for top, token in zip(out.top, out.tokens))
 
 
 def test_generate_jobs_stream_slices_and_stop_when_told(local_backend):
     batcher = MicroBatcher(BatchScorer(local_backend), slice_tokens=64, decode_steps=4)
-    prompt = local_backend._encode(local_backend.chat_prompt("You are brief.", "Tell me a long story."))
+    prompt = local_backend.encode(local_backend.chat_prompt("You are brief.", "Tell me a long story."))
     heard: dict[int, list[int]] = {0: [], 1: []}
     lock = threading.Lock()
 

@@ -27,7 +27,7 @@ def test_implements_protocol_and_finds_the_model(served, local_backend):
 
 def test_chat_prompt_is_rendered_like_the_local_model(served, local_backend, server):
     assert served.chat_prompt("Be brief.", "Go!") == local_backend.chat_prompt("Be brief.", "Go!")
-    jinja = OpenAICompatBackend(server.url, chat_template=local_backend._tokenizer.chat_template)
+    jinja = OpenAICompatBackend(server.url, chat_template=local_backend.tokenizer.chat_template)
     assert jinja.chat_prompt("Be brief.", "Go!") == local_backend.chat_prompt("Be brief.", "Go!")
 
 

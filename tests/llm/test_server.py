@@ -49,9 +49,9 @@ def test_echo_logprobs_match_a_plain_forward_pass(client, model_id, local_backen
                                                   "echo": True, "logprobs": 2}).json()
     (choice,) = answer["choices"]
     lp = choice["logprobs"]
-    ids = local_backend._encode(prompt + option)
+    ids = local_backend.encode(prompt + option)
     with torch.inference_mode():
-        ref = torch.log_softmax(local_backend._model(torch.tensor([ids])).logits[0].float(), dim=-1)
+        ref = torch.log_softmax(local_backend.model(torch.tensor([ids])).logits[0].float(), dim=-1)
     assert choice["text"] == prompt + option and "".join(lp["tokens"]) == prompt + option
     assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
     assert lp["token_logprobs"][1:] == pytest.approx([ref[j - 1, ids[j]].item() for j in range(1, len(ids))], abs=1e-3)

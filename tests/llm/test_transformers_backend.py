@@ -45,10 +45,10 @@ def prompts(backend):
 
 def reference_logprob(backend, prompt: str, option: str) -> float:
     """Score with one plain forward pass over prompt + option, no cache or trie."""
-    prompt_ids = backend._tokenizer.encode(prompt, add_special_tokens=False)
-    option_ids = backend._tokenizer.encode(option, add_special_tokens=False)
+    prompt_ids = backend.tokenizer.encode(prompt, add_special_tokens=False)
+    option_ids = backend.tokenizer.encode(option, add_special_tokens=False)
     with torch.inference_mode():
-        logits = backend._model(torch.tensor([prompt_ids + option_ids])).logits[0]
+        logits = backend.model(torch.tensor([prompt_ids + option_ids])).logits[0]
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     start = len(prompt_ids) - 1
     return sum(logprobs[start + j, token].item() for j, token in enumerate(option_ids))
@@ -97,10 +97,10 @@ def test_a_new_prefix_runs_only_the_tokens_after_those_shared_with_a_memoised_on
     other = backend.chat_prompt(SYSTEM, "Instruction: Go north.\nObservation: Ball: (-3, 7)")
     longer = other[: other.index("Observation:")]
     fed = []
-    forward = backend._model.forward
-    monkeypatch.setattr(backend._model, "forward", lambda *a, **k: fed.append(k["input_ids"].shape[1]) or forward(*a, **k))
+    forward = backend.model.forward
+    monkeypatch.setattr(backend.model, "forward", lambda *a, **k: fed.append(k["input_ids"].shape[1]) or forward(*a, **k))
     cached = backend.score_options(other, OPTIONS, cache_prefix=longer)
-    assert fed == [len(backend._encode(longer)) - len(backend._encode(prefix))]
+    assert fed == [len(backend.encode(longer)) - len(backend.encode(prefix))]
     for a, b in zip(cached, backend.score_options(other, OPTIONS), strict=True):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
 
@@ -114,7 +114,7 @@ def test_prompt_equal_to_prefix(backend, prompts):
 
 def test_n_tokens(backend):
     scores = backend.score_options("Hello", OPTIONS)
-    expected = [len(backend._tokenizer.encode(o, add_special_tokens=False)) for o in OPTIONS]
+    expected = [len(backend.tokenizer.encode(o, add_special_tokens=False)) for o in OPTIONS]
     assert [s.n_tokens for s in scores] == expected
     assert scores[-1].n_tokens == 1
     assert backend.score_options("Hello", []) == []
@@ -176,10 +176,10 @@ def test_second_load_comes_from_cache(backend, cache_dir):
 @pytest.mark.skipif(not _HAS_FBGEMM, reason="fp16 weights need torch's fbgemm (x86)")
 def test_fp16_weights_pack_the_body_and_keep_the_scores(backend, cache_dir, prompts):
     assert backend.weights == "float16 (fbgemm)"
-    assert not any(isinstance(m, torch.nn.Linear) for m in backend._model.model.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in backend.model.model.modules())
     exact = TransformersBackend(cache_dir=cache_dir, cpu_weights="float32")
     assert exact.weights == "float32"
-    assert isinstance(exact._model.model.layers[0].mlp.down_proj, torch.nn.Linear)
+    assert isinstance(exact.model.model.layers[0].mlp.down_proj, torch.nn.Linear)
     prompt, prefix = prompts
     packed = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
     for a, b in zip(packed, exact.score_options(prompt, OPTIONS, cache_prefix=prefix), strict=True):
@@ -192,22 +192,22 @@ def test_bad_cpu_weights_raise(tmp_path):
 
 
 def test_chunked_lm_head_matches_linear():
-    from flexrl.llm.transformers_backend import _chunked_linear
+    from flexrl.llm.transformers_backend import chunked_linear
 
     inputs, weight = torch.randn(7, 16), torch.randn(2500, 16)
     expected = torch.nn.functional.linear(inputs, weight)
-    assert torch.allclose(_chunked_linear(inputs, weight, chunk=1024), expected, atol=1e-5)
+    assert torch.allclose(chunked_linear(inputs, weight, chunk=1024), expected, atol=1e-5)
 
 
 def test_tree_attention_matches_sdpa(backend, prompts):
     """The grouped-query attention of the tree pass agrees with transformers' own sdpa."""
     prompt, prefix = prompts
     scores = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
-    backend._model.set_attn_implementation("sdpa")
+    backend.model.set_attn_implementation("sdpa")
     try:
         reference = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
     finally:
-        backend._model.set_attn_implementation("flexrl_tree_sdpa")
+        backend.model.set_attn_implementation("flexrl_tree_sdpa")
     for a, b in zip(scores, reference, strict=True):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
 
@@ -241,10 +241,10 @@ def test_first_non_finite_names_the_weight():
 def test_a_model_directory_with_nan_weights_is_rejected_with_one_line(backend, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(backend._tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    config = LlamaConfig(vocab_size=len(backend.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
     LlamaForCausalLM(config).save_pretrained(tmp_path)
-    backend._tokenizer.save_pretrained(tmp_path)
+    backend.tokenizer.save_pretrained(tmp_path)
     weights = tmp_path / "model.safetensors"
     size = weights.stat().st_size
     poison_safetensors(weights, "model.norm.weight")

@@ -48,7 +48,7 @@ def test_nan_weights_make_every_decision_a_fault_single_and_batched():
 
     backend = TransformersBackend(threads=1)
     with torch.no_grad():  # what a corrupted model cache gave before loads checked the weights: "margin nan"
-        backend._model.model.norm.weight[0] = float("nan")
+        backend.model.model.norm.weight[0] = float("nan")
     planner = LLMPlanner(backend)
     contexts = _contexts(["Avoid the ball!", "Go to the red pad", "Go north"])
     with pytest.raises(NonFiniteScoreError, match="=nan"):

@@ -32,7 +32,7 @@ from transformers import DynamicCache
 from flexrl.llm.base import OptionScore, common_prefix_length
 from flexrl.llm.batch_types import MAX_TOP_K, Generation, ScoreRequest, SequenceGroup, TokenLogprobs
 from flexrl.llm.generation import GenerationRun
-from flexrl.llm.transformers_backend import TransformersBackend, _cache_over, _chunked_linear
+from flexrl.llm.transformers_backend import TransformersBackend, cache_over, chunked_linear
 
 # A prefix shared within a batch is computed once, in a pass of its own, when it is at least this
 # much longer than what the cache already holds (a pass costs ~10 ms of fixed overhead).
@@ -92,7 +92,7 @@ class BatchScorer:
         self.backend = backend
         self.prompt_logprobs = prompt_logprobs
         self.max_pass_tokens = max_pass_tokens
-        self.model, self.tokenizer, self.device = backend._model, backend._tokenizer, backend._device
+        self.model, self.tokenizer, self.device = backend.model, backend.tokenizer, backend.device
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._cache: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
         self._cache_tokens = cache_tokens
@@ -108,15 +108,16 @@ class BatchScorer:
         Raises:
             ValueError: A prompt is empty or an option has no tokens.
         """
+        encode = self.backend.encode
         groups, spans = [], []
         for req in requests:
-            options = [self._encode(o) for o in req.options]
+            options = [encode(o) for o in req.options]
             if any(not ids for ids in options):
                 raise ValueError("every option must contain at least one token")
             if req.cache_prefix and req.prompt.startswith(req.cache_prefix):
-                prompt = self._encode(req.cache_prefix) + self._encode(req.prompt[len(req.cache_prefix) :])
+                prompt = encode(req.cache_prefix) + encode(req.prompt[len(req.cache_prefix) :])
             else:
-                prompt = self._encode(req.prompt)
+                prompt = encode(req.prompt)
             if not prompt:
                 raise ValueError("prompt must not be empty")
             spans.append((len(prompt), [len(o) for o in options]))
@@ -182,10 +183,10 @@ class BatchScorer:
         if batch:
             self.fed_tokens += sum(len(row.nodes) for row in batch)
             hidden, cache, past = self._forward(batch)
-            weight = self.model.lm_head.weight if self.backend._plain_lm_head else None
+            weight = self.model.lm_head.weight if self.backend.plain_lm_head else None
             for b, row in enumerate(batch):
                 kept = torch.tensor(row.kept, device=self.device)
-                logits = _chunked_linear(hidden[b, kept], weight) if weight is not None else hidden[b, kept]
+                logits = chunked_linear(hidden[b, kept], weight) if weight is not None else hidden[b, kept]
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
                 self._remember(row, logprobs, [(layer.keys[b], layer.values[b]) for layer in cache.layers], past)
                 row.logprobs = logprobs
@@ -227,7 +228,7 @@ class BatchScorer:
                         k[b, :, : row.reused] = row.entry.kv[layer][0][0, :, : row.reused]
                         v[b, :, : row.reused] = row.entry.kv[layer][1][0, :, : row.reused]
                 kv.append((k, v))
-        cache = _cache_over(kv, self.model.config)
+        cache = cache_over(kv, self.model.config)
         inputs = dict(
             input_ids=tokens.to(self.device),
             position_ids=positions.to(self.device),
@@ -235,7 +236,7 @@ class BatchScorer:
             cache=cache,
             use_cache=True,
         )
-        if self.backend._plain_lm_head:
+        if self.backend.plain_lm_head:
             return self.model.model(**inputs).last_hidden_state, cache, past
         return self.model(**inputs).logits, cache, past
 
@@ -309,16 +310,13 @@ class BatchScorer:
         while sum(len(t) for t in self._cache) > self._cache_tokens and len(self._cache) > 1:
             self._cache.popitem(last=False)
 
-    def _encode(self, text: str) -> list[int]:
-        return self.backend._encode(text)
-
     def cached_length(self, tokens: Sequence[int]) -> int:
         """Leading tokens of ``tokens`` whose keys and values the prefix cache holds."""
         return self._lookup(tuple(tokens), touch=False)[1]
 
     def new_cache(self) -> DynamicCache:
         """An empty key/value cache for :attr:`model`, outside the prefix cache (a :class:`GenerationRun` keeps one)."""
-        return _cache_over(None, self.model.config)
+        return cache_over(None, self.model.config)
 
     # ------------------------------------------------------------------------------ generation
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int], top_k: int = 0) -> list[Generation]:

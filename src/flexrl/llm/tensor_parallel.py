@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = TransformersBackend(a.model, dtype=a.dtype, threads=a.threads, tensor_parallel=True)
     result = infer(backend, a.text, a.system, a.options, a.max_new_tokens, raw=a.raw)
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    local, full = _parameter_counts(backend._model)
+    local, full = _parameter_counts(backend.model)
     if rank == 0:
         for line in result.lines():
             print(line)

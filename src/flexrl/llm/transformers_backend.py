@@ -195,6 +195,34 @@ class TransformersBackend:
         self.load_seconds = time.perf_counter() - start
         self._prefixes: OrderedDict[str, _Context] = OrderedDict()
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The loaded causal LM (a transformers ``...ForCausalLM``, in eval mode)."""
+        return self._model
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (a transformers ``PreTrainedTokenizerBase``)."""
+        return self._tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model's inputs go to."""
+        return self._device
+
+    @property
+    def plain_lm_head(self) -> bool:
+        """Whether logits are just the base model's last hidden states times ``model.lm_head.weight``.
+
+        Then a caller may run ``model.model`` and apply the head itself, to the
+        positions it needs only (see :func:`chunked_linear`).
+        """
+        return self._plain_lm_head
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens (empty for empty text), as every scoring path tokenises."""
+        return self._tokenizer.encode(text, add_special_tokens=False) if text else []
+
     def chat_prompt(self, system: str, user: str) -> str:
         """Render a system and a user message with the model's chat template.
 
@@ -244,14 +272,14 @@ class TransformersBackend:
         """
         if not options:
             return []
-        option_ids = [self._encode(option) for option in options]
+        option_ids = [self.encode(option) for option in options]
         if any(not ids for ids in option_ids):
             raise ValueError("every option must contain at least one token")
         if cache_prefix and prompt.startswith(cache_prefix):
             context = self._prefix_context(cache_prefix)
-            rest = self._encode(prompt[len(cache_prefix) :])
+            rest = self.encode(prompt[len(cache_prefix) :])
         else:
-            context, rest = None, self._encode(prompt)
+            context, rest = None, self.encode(prompt)
         if context is None and not rest:
             raise ValueError("prompt must not be empty")
         return self._score_trie(context, rest, option_ids)
@@ -267,7 +295,7 @@ class TransformersBackend:
         Returns:
             The generated text, without the prompt and special tokens.
         """
-        input_ids = torch.tensor([self._encode(prompt)], device=self._device)
+        input_ids = torch.tensor([self.encode(prompt)], device=self._device)
         pad = self._tokenizer.pad_token_id
         output = self._model.generate(
             input_ids=input_ids,
@@ -278,13 +306,10 @@ class TransformersBackend:
         )
         return self._tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
 
-    def _encode(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text, add_special_tokens=False) if text else []
-
     def _prefix_context(self, prefix: str) -> _Context:
         context = self._prefixes.get(prefix)
         if context is None:
-            ids = tuple(self._encode(prefix))
+            ids = tuple(self.encode(prefix))
             # Keys and values of leading tokens depend on those tokens alone, so the longest run
             # shared with a memoised prefix is reused (e.g. the system turn, when only the
             # instruction changed); the last token is always run, for its next-token log-probs.
@@ -294,7 +319,7 @@ class TransformersBackend:
                 if common > shared:
                     base, shared = other, common
             kv = tuple((k[:, :, :shared], v[:, :, :shared]) for k, v in base.kv) if base else None
-            cache = _cache_over(kv, self._model.config)
+            cache = cache_over(kv, self._model.config)
             output = self._model(
                 input_ids=torch.tensor([ids[shared:]], device=self._device),
                 cache=cache,
@@ -374,7 +399,7 @@ class TransformersBackend:
         mask[:n_rest, past : past + n_rest].triu_(1)
         mask[n_rest:, past + n_rest :].masked_fill_(~tree, blocked)
         kept = ([n_rest - 1] if n_rest else []) + list(range(n_rest, n_rest + n_tree))
-        cache = _cache_over(context.kv if context else None, self._model.config)
+        cache = cache_over(context.kv if context else None, self._model.config)
         inputs = dict(
             input_ids=torch.tensor([tokens], device=self._device),
             position_ids=torch.tensor([positions], device=self._device),
@@ -388,15 +413,23 @@ class TransformersBackend:
         hidden = self._model.model(**inputs).last_hidden_state[0, kept]
         if self._packed_head is not None:
             return torch.ops.quantized.linear_dynamic_fp16(hidden, self._packed_head)
-        return _chunked_linear(hidden, self._model.lm_head.weight)
+        return chunked_linear(hidden, self._model.lm_head.weight)
 
 
-def _cache_over(kv, config) -> DynamicCache:
+def cache_over(kv, config) -> DynamicCache:
     """Return a DynamicCache that starts from ``kv`` (per-layer key, value) without mutating it.
 
     ``DynamicLayer.update`` concatenates into fresh tensors, so the memoised
     tensors can seed the layers as they are: the prefix is copied once per
     pass (by that concatenation) instead of twice, as ``ddp_cache_data`` does.
+
+    Args:
+        kv: per layer, the (keys, values) of the cached tokens, each ``[batch, heads, tokens, dim]``;
+            ``None`` for an empty cache.
+        config: the model's config.
+
+    Returns:
+        A cache to pass to the model's forward (``cache=``, ``use_cache=True``).
     """
     cache = DynamicCache(config=config)
     if kv is None:
@@ -437,12 +470,17 @@ def _pack_fp16_linears(module: torch.nn.Module) -> None:
             _pack_fp16_linears(child)
 
 
-def _chunked_linear(inputs: torch.Tensor, weight: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def chunked_linear(inputs: torch.Tensor, weight: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """Return ``inputs @ weight.T`` computed over row blocks of ``weight``.
 
     Same values as one ``linear`` call; for a few dozen input rows against a
     vocabulary-sized weight it is ~15% faster on one CPU thread, since each
     output block stays in cache.
+
+    Args:
+        inputs: ``[rows, features]``, e.g. hidden states at the positions whose logits are needed.
+        weight: ``[outputs, features]``, e.g. the LM head's weight.
+        chunk: rows of ``weight`` per block.
     """
     output = torch.empty(inputs.shape[0], weight.shape[0], dtype=inputs.dtype, device=inputs.device)
     for start in range(0, weight.shape[0], chunk):
