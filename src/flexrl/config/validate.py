@@ -123,8 +123,8 @@ def unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> list[
         if key not in schema:
             out.append(path)
             continue
-        child, declared = cfg._get_node(key), schema._get_node(key)
-        if isinstance(child, DictConfig) and isinstance(declared, DictConfig) and not child._is_none():
+        child, declared = cfg.get(key), schema.get(key)
+        if isinstance(child, DictConfig) and isinstance(declared, DictConfig):
             out += unknown_keys(child, declared, prefix=f"{path}.")
     return out
 

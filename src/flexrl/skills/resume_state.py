@@ -30,7 +30,7 @@ def save_resume_state(model, directory: str | Path, workspace: str | Path, info:
     path = atomic_write(directory / name, model.save, suffix=".zip")
     digest = sha256_file(path)
     write_json(directory / f"{LAST}.json", {"file": name, "sha256": digest, "hmac": sign(workspace, f"{name}:{digest}"),
-                                            "steps": steps, "n_updates": int(model._n_updates), **info})
+                                            "steps": steps, **info})
     for old in directory.glob(f"{LAST}-*.zip"):
         if old.name != name:
             old.unlink(missing_ok=True)
