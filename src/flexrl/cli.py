@@ -35,6 +35,13 @@ class UsageError(Exception):
     """Bad input at the command line: printed as one line, exit status 2."""
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``--help`` still prints the usage)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 # ------------------------------------------------------------------------------------------ the work
 def _train(cfg) -> float:
     from omegaconf import OmegaConf
@@ -42,7 +49,7 @@ def _train(cfg) -> float:
     from flexrl.config.validate import load_run_config
     from flexrl.runs.atomic import write_text
     from flexrl.runs.run_dir import RunDir, recorded_status
-    from flexrl.skills.training_run import TrainingRunConfig, train_in_run
+    from flexrl.skills.training_run import TrainingRunConfig, parent_policy, train_in_run
 
     if cfg.resume:  # checked before Hydra ran (_check_resume): the run, its config and its checkpoint
         run = RunDir.open(cfg.resume)
@@ -53,33 +60,44 @@ def _train(cfg) -> float:
         run.reopen(_command("train"))
     else:
         settings = OmegaConf.to_object(cfg)
+        if settings.parent:  # checked before the run directory exists
+            parent_policy(settings.parent, settings.skill.family)
         run = _create_run(settings.experiment, kind="train", parent=_parent_id(settings.parent), family=settings.skill.family)
         write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     print(f"flexrl train {settings.skill.family}: run {run.path}")
     with recorded_status(run):
         plain = TrainingRunConfig(**{k: getattr(settings, k) for k in TrainingRunConfig.__dataclass_fields__})
-        metrics = train_in_run(plain, run, resume=bool(cfg.resume))
+        metrics = train_in_run(plain, run, _signing_key(), resume=bool(cfg.resume))
     success = ", ".join(f"{k} {v:.0%}" for k, v in metrics["success"].items())
     print(f"{metrics['family']}: {metrics['steps']} steps in {metrics['wall_seconds']:.1f} s; success {success}; "
           f"objective {metrics['objective']}; policy -> {run.path / 'checkpoints' / (metrics['family'] + '.safetensors')}")
     return metrics["objective"]
 
 
+def _signing_key() -> Path:
+    """The key that signs resume checkpoints: $FLEXRL_SIGNING_KEY, else ~/.config/flexrl/checkpoint.key."""
+    from flexrl.runs.signing import default_key_path
+
+    return Path(os.environ.get("FLEXRL_SIGNING_KEY") or default_key_path())
+
+
 def _resume_overrides(cfg, settings) -> list[str]:
-    """Apply to a resumed run's stored settings the overrides a resume accepts; returns the keys changed."""
+    """Apply to a resumed run's stored settings the overrides a resume accepts; returns the keys changed.
+
+    ``skill.total_steps`` and ``ppo.total_steps`` are one budget (the YAML interpolates one from the other).
+    """
     from omegaconf import OmegaConf
 
-    given = {_override_key(o) for o in _overrides()}
-    changed = []
-    if given & {"skill.total_steps", "ppo.total_steps"}:
+    from flexrl.skills.training_run import RESUMABLE_KEYS
+
+    given = {_override_key(o) for o in _overrides()} & set(RESUMABLE_KEYS)
+    budget = {"skill.total_steps", "ppo.total_steps"}
+    if given & budget:
         settings.skill.total_steps = settings.ppo.total_steps = int(cfg.ppo.total_steps)
-        changed.append("total_steps")
-    for key in ("checkpoint_every", "tracking.progress", "experiment.workspace"):
-        if key in given:
-            *path, leaf = key.split(".")
-            setattr(functools.reduce(getattr, path, settings), leaf, OmegaConf.select(cfg, key))
-            changed.append(key)
-    return changed
+    for key in sorted(given - budget):
+        *path, leaf = key.split(".")
+        setattr(functools.reduce(getattr, path, settings), leaf, OmegaConf.select(cfg, key))
+    return sorted(given)
 
 
 def _override_key(override: str) -> str:
@@ -96,7 +114,7 @@ def _check_resume(cfg, overrides: list[str]) -> None:
         raise ConfigError(f"{fixed[0]} cannot change on resume: the run keeps its stored config.yaml (allowed with "
                           f"resume: {', '.join(RESUMABLE_KEYS)}); to change it, fine-tune in a new run: "
                           f"flexrl train parent={cfg.resume} {fixed[0]}=...")
-    run = open_resumable(cfg.resume, cfg.experiment.workspace)
+    run = open_resumable(cfg.resume, cfg.experiment.workspace, _signing_key())
     load_run_config(run.path / "config.yaml", "train")
 
 
@@ -147,10 +165,7 @@ def _eval(cfg) -> float:
     from flexrl.skills.library import SKILLS
     from flexrl.skills.policies import PolicySet
 
-    settings: EvalAppConfig = OmegaConf.to_object(cfg)
-    unknown = [name for name in settings.skills if name not in SKILLS]
-    if unknown:
-        raise ValueError(f"skills entry {unknown[0]!r}; allowed: {', '.join(SKILLS)}")
+    settings: EvalAppConfig = OmegaConf.to_object(cfg)  # checks skills, episodes and bar
     policies = PolicySet.load(settings.checkpoints, sources=settings.policies)
     run = _create_run(settings.experiment, kind="eval")
     write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -178,22 +193,14 @@ def _bench(cfg) -> dict:
 
     from flexrl.bench.evaluate import evaluate
     from flexrl.bench.report import summarise, write_report
-    from flexrl.bench.tasks import CATEGORIES, default_suite, load_tasks
+    from flexrl.bench.tasks import default_suite, load_tasks
     from flexrl.config.schema import BenchAppConfig
-    from flexrl.planners.config import PLANNERS, PlannerConfig, build_planner
+    from flexrl.planners.config import PlannerConfig, build_planner
     from flexrl.runs.atomic import write_text
     from flexrl.runs.run_dir import recorded_status
     from flexrl.skills.policies import PolicySet
 
-    settings: BenchAppConfig = OmegaConf.to_object(cfg)
-    for name in settings.baselines:
-        if name not in PLANNERS:
-            raise ValueError(f"baselines entry {name!r}; allowed: {', '.join(PLANNERS)}")
-    bad = [c for c in settings.suite.categories if c not in CATEGORIES]
-    if bad:
-        raise ValueError(f"suite.categories entry {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
-    if settings.episodes < 1 or settings.n_envs < 1:
-        raise ValueError(f"episodes={settings.episodes}, n_envs={settings.n_envs}; allowed: positive integers")
+    settings: BenchAppConfig = OmegaConf.to_object(cfg)  # checks baselines, categories, episodes, seeds
     tasks = load_tasks(settings.suite.files or [default_suite()])  # a bad suite runs nothing: TaskError
     unknown = sorted(set(settings.suite.tasks) - {t.id for t in tasks})
     if unknown:
@@ -204,15 +211,15 @@ def _bench(cfg) -> dict:
         raise ValueError("no task left to run after loading and filtering the suite")
     torch.set_num_threads(1)
     policies = PolicySet.load()
+    names = [*dict.fromkeys([*settings.baselines, settings.planner.name])]
+    planners = {name: build_planner(settings.planner if name == settings.planner.name else PlannerConfig(name),
+                                    settings.llm, seed=settings.first_seed) for name in names}  # a bad model fails here
     run = _create_run(settings.experiment, kind="bench")
     write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seeds = list(range(settings.first_seed, settings.first_seed + settings.episodes))
-    names = [*dict.fromkeys([*settings.baselines, settings.planner.name])]
     summaries, episodes = [], {}
     with recorded_status(run):
-        for name in names:
-            planner_cfg = settings.planner if name == settings.planner.name else PlannerConfig(name)
-            planner = build_planner(planner_cfg, settings.llm, seed=settings.first_seed)
+        for name, planner in planners.items():
             label = planner.name if name != "llm" else f"llm ({getattr(planner.backend, 'name', 'model')})"
             bar = tqdm(total=len(tasks) * len(seeds), desc=f"bench {name}", unit="ep", disable=not sys.stderr.isatty())
             start = time.perf_counter()
@@ -281,10 +288,10 @@ def _task(name: str) -> Callable[[Any], Any]:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             return WORK[name](cfg)
-        except (ValueError, FileNotFoundError, FileExistsError, LLMError, ImportError) as err:
+        except (ValueError, OSError, LLMError, ImportError) as err:
             for line in getattr(err, "lines", None) or [str(err)]:  # a TaskError: one file:line per problem
                 print(f"flexrl {name}: {line}", file=sys.stderr)
-            _remove_if_empty(Path(_hydra_run_dir()), name)
+            _remove_if_empty(Path(_hydra_run_dir()), Path(cfg.experiment.workspace) / cfg.experiment.name, name)
             raise SystemExit(2) from None
 
     task.__module__ = __name__
@@ -292,9 +299,12 @@ def _task(name: str) -> Callable[[Any], Any]:
     return task
 
 
-def _remove_if_empty(path: Path, job: str) -> None:
+def _remove_if_empty(path: Path, experiment_dir: Path, job: str) -> None:
     """Hydra makes the run directory (and its ``<job>.log``) before the work starts; a run refused on the spot
-    leaves neither it nor an emptied experiment directory behind."""
+    leaves neither it nor an emptied experiment directory behind. Only directories flexrl named
+    (``<workspace>/<experiment>/<run>``) are removed, never one given with ``hydra.run.dir``."""
+    if path.resolve().parent != experiment_dir.resolve():
+        return
     if not path.is_dir() or {p.name for p in path.iterdir()} - {f"{job}.log"}:
         return  # a run that started keeps its files
     (path / f"{job}.log").unlink(missing_ok=True)
@@ -303,6 +313,19 @@ def _remove_if_empty(path: Path, job: str) -> None:
             directory.rmdir()
         except OSError:  # not empty: other runs live there
             break
+
+
+def _check_workspace(workspace: str) -> None:
+    """A workspace that cannot hold runs is one line here, not a traceback from Hydra's mkdir."""
+    from flexrl.config.validate import ConfigError
+
+    try:
+        Path(workspace).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"experiment.workspace={workspace!r}: {err.strerror or err}; allowed: a directory "
+                          "this user can create and write") from None
+    if not os.access(workspace, os.W_OK | os.X_OK):
+        raise ConfigError(f"experiment.workspace={workspace!r} is not writable by this user")
 
 
 def _run_hydra_app(name: str, args: list[str]) -> int:
@@ -320,6 +343,7 @@ def _run_hydra_app(name: str, args: list[str]) -> int:
         composed = compose_checked(name, overrides)
         if name == "train" and composed.resume:
             _check_resume(composed, overrides)
+        _check_workspace(composed.experiment.workspace)
     app = hydra.main(version_base="1.3", config_path="conf", config_name=name)(_task(name))
     saved = sys.argv
     sys.argv = [f"flexrl {name}", *args]
@@ -335,7 +359,7 @@ def _run_hydra_app(name: str, args: list[str]) -> int:
 def _runs(args: list[str]) -> int:
     from flexrl.runs import report
 
-    p = argparse.ArgumentParser(prog="flexrl runs", description=COMMANDS["runs"])
+    p = _ArgumentParser(prog="flexrl runs", description=COMMANDS["runs"])
     p.add_argument("--workspace", default="workspace")
     sub = p.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="every run as a table")
@@ -358,14 +382,18 @@ def _runs(args: list[str]) -> int:
 def _convert(args: list[str]) -> int:
     from flexrl.skills.checkpoint import convert_sb3_zip
 
-    p = argparse.ArgumentParser(prog="flexrl convert", description=COMMANDS["convert"] + ". Reads only the zip's "
+    p = _ArgumentParser(prog="flexrl convert", description=COMMANDS["convert"] + ". Reads only the zip's "
                                 "JSON and its tensors (torch.load with weights_only=True); loadable then with "
                                 "checkpoints=DIR or policies.<family>=DIR.")
-    p.add_argument("zips", nargs="+", help="SB3 PPO zips; each becomes <stem>.safetensors + <stem>.json")
+    p.add_argument("zips", nargs="+", help="SB3 PPO zips; each becomes <name>.safetensors + <name>.json")
     p.add_argument("--out", required=True, help="directory for the weights-only policies")
+    p.add_argument("--name", default=None, help="the policies' name, e.g. a skill family (default: each zip's stem); "
+                   "<run>/checkpoints/<family> is what parent=<run> and checkpoints=<dir> load")
     a = p.parse_args(args)
+    if a.name and len(a.zips) > 1:
+        raise UsageError("--name names one policy; convert several zips one at a time")
     for source in a.zips:
-        path = convert_sb3_zip(source, a.out, Path(source).stem)
+        path = convert_sb3_zip(source, a.out, a.name or Path(source).stem)
         print(f"{source} -> {path} (+ {path.with_suffix('.json').name})")
     return 0
 
@@ -380,7 +408,7 @@ def _infer(args: list[str]) -> int:
     from flexrl.llm.config import BACKENDS, LLMConfig, build_backend
     from flexrl.llm.infer import add_prompt_arguments, infer
 
-    p = argparse.ArgumentParser(prog="flexrl infer", description=COMMANDS["infer"])
+    p = _ArgumentParser(prog="flexrl infer", description=COMMANDS["infer"])
     add_prompt_arguments(p)
     p.add_argument("--backend", choices=BACKENDS, default="transformers")
     p.add_argument("--model", default=None, help="local model (transformers) or served model name (openai_compat)")
@@ -436,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return k8s_main(rest, main)
         raise UsageError(f"unknown command {name!r}; allowed: {', '.join(COMMANDS)}")
-    except (UsageError, ValueError, FileNotFoundError) as err:  # bad input: one line, no traceback
+    except (UsageError, ValueError, OSError) as err:  # bad input: one line, no traceback
         print(f"flexrl {name}: {err}", file=sys.stderr)
         return 2
 

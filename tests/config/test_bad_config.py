@@ -91,3 +91,17 @@ def test_any_single_override_composes_or_is_one_config_error(key, value, prefix)
         compose_checked("train", [f"{prefix}{key}={value}"])
     except ConfigError as err:
         assert str(err).strip() and "\n" not in str(err).strip()
+
+
+def test_every_value_of_a_sweep_is_checked_before_trial_zero():
+    with pytest.raises(ConfigError, match=r"ppo.gamma=2.0"):
+        compose_checked("train", ["ppo.gamma=0.9,2,0.95"])
+    with pytest.raises(ConfigError, match=r"ppo.learning_rate=2.0"):
+        compose_checked("train", ["ppo.learning_rate=tag(log, interval(0.0001, 2))"])
+
+
+def test_a_workspace_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["eval", f"experiment.workspace={tmp_path / 'afile' / 'ws'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "experiment.workspace=" in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -124,7 +124,7 @@ def test_resume_refuses_a_zip_this_workspace_did_not_sign(tmp_path, capsys, sign
     before = sorted(p.relative_to(ws) for p in ws.rglob("*"))
     assert main(["train", f"resume={run}", f"experiment.workspace={ws}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "was not saved by flexrl in workspace" in err and len(err.splitlines()) == 1
+    assert "was not saved by flexrl for this run and user" in err and len(err.splitlines()) == 1
     assert not marker.exists()
     assert json.loads((run / "meta.json").read_text())["status"] == "interrupted"  # untouched
     assert sorted(p.relative_to(ws) for p in ws.rglob("*")) == before
@@ -196,3 +196,37 @@ def test_export_then_load_round_trips(tmp_path):
     assert np.array_equal(policy.predict(obs, deterministic=True)[0], again.predict(obs, deterministic=True)[0])
     with pytest.raises(CheckpointError, match="not a readable SB3 zip"):
         convert_sb3_zip(tmp_path / "avoid.json", tmp_path, "x")
+
+
+def test_convert_refuses_odd_zips_in_one_line(tmp_path, capsys, monkeypatch):
+    listed = tmp_path / "listed.zip"
+    with zipfile.ZipFile(listed, "w") as z:
+        z.writestr("data", "[1, 2]")
+        z.writestr("policy.pth", b"")
+    assert main(["convert", str(listed), "--out", str(tmp_path / "out")]) == 2
+    assert "holds a list" in capsys.readouterr().err
+    monkeypatch.setattr("flexrl.skills.checkpoint.MAX_MEMBER_BYTES", 3)
+    assert main(["convert", str(listed), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expands to" in err and len(err.splitlines()) == 1
+
+
+def test_convert_to_an_impossible_directory_is_one_line(tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    PPO("MlpPolicy", "flexrl/GoTo-v0", n_steps=64, batch_size=64, device="cpu").save(tmp_path / "reach.zip")
+    (tmp_path / "afile").write_text("x")
+    assert main(["convert", str(tmp_path / "reach.zip"), "--out", str(tmp_path / "afile" / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Not a directory" in err and len(err.splitlines()) == 1
+
+
+def test_a_policy_of_the_wrong_family_is_refused_at_load(tmp_path):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    for suffix in (".json", ".safetensors"):  # an avoid policy (8-dim inputs) saved as reach (6-dim)
+        (d / f"reach{suffix}").write_bytes((pretrained_dir() / f"avoid{suffix}").read_bytes())
+    meta = json.loads((d / "reach.json").read_text())
+    (d / "reach.json").write_text(json.dumps({**meta, "weights": "reach.safetensors"}))
+    with pytest.raises(CheckpointError, match="reach family's policies take 6"):
+        PolicySet.load(d, families=("reach",))

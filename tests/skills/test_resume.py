@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -72,13 +73,17 @@ def test_resume_refuses_settings_it_would_ignore(interrupted, capsys):
     assert RunDir.open(run).meta["status"] == "interrupted"
 
 
-def test_resume_outside_the_workspace_or_from_elsewhere_is_refused(interrupted, tmp_path, capsys):
+def test_resume_outside_the_workspace_or_from_elsewhere_is_refused(interrupted, tmp_path, capsys, monkeypatch):
     ws, run = interrupted
     assert main(["train", f"resume={run}", f"experiment.workspace={tmp_path / 'other'}"]) == 2
     assert "outside the workspace" in _one_line(capsys)
-    (ws / ".flexrl" / "checkpoint.key").write_bytes(b"another machine's key" * 2)  # the run was copied in
+    other = tmp_path / "other-user" / "checkpoint.key"  # the run was made by someone else
+    other.parent.mkdir()
+    other.write_bytes(os.urandom(32))
+    other.chmod(0o600)
+    monkeypatch.setenv("FLEXRL_SIGNING_KEY", str(other))
     assert main(["train", f"resume={run}", f"experiment.workspace={ws}"]) == 2
-    assert "was not saved by flexrl in workspace" in _one_line(capsys)
+    assert "was not saved by flexrl for this run and user" in _one_line(capsys)
 
 
 def test_resume_of_nothing_creates_nothing(tmp_path, capsys):
@@ -108,3 +113,35 @@ def test_a_truncated_checkpoint_is_not_loaded(interrupted, capsys):
     zipped.write_bytes(zipped.read_bytes()[: zipped.stat().st_size // 2])
     assert main(["train", f"resume={run}", f"experiment.workspace={ws}"]) == 2
     assert "does not match the SHA-256" in _one_line(capsys)
+
+
+def test_a_run_that_brings_its_own_key_is_refused(interrupted, capsys):
+    """Signing with a key shipped inside the workspace (as an older scheme did) proves nothing."""
+    from flexrl.runs.signing import sign
+
+    ws, run = interrupted
+    (zipped,) = (run / "checkpoints").glob("last-*.zip")
+    last = json.loads((run / "checkpoints" / "last.json").read_text())
+    shipped_key = ws / ".flexrl" / "checkpoint.key"
+    shipped_key.parent.mkdir()
+    shipped_key.write_bytes(os.urandom(32))
+    shipped_key.chmod(0o600)
+    payload = json.dumps([RunDir.open(run).meta["id"], zipped.name, last["sha256"]])
+    last["hmac"] = sign(shipped_key, payload)
+    (run / "checkpoints" / "last.json").write_text(json.dumps(last))
+    assert main(["train", f"resume={run}", f"experiment.workspace={ws}"]) == 2
+    assert "was not saved by flexrl for this run and user" in _one_line(capsys)
+
+
+def test_an_untrustworthy_key_is_one_line(interrupted, tmp_path, capsys, monkeypatch):
+    ws, run = interrupted
+    key = tmp_path / "short.key"
+    key.write_bytes(b"short")
+    key.chmod(0o600)
+    monkeypatch.setenv("FLEXRL_SIGNING_KEY", str(key))
+    assert main(["train", f"resume={run}", f"experiment.workspace={ws}"]) == 2
+    assert "holds 5 bytes, not 32" in _one_line(capsys)
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o644)
+    assert main(["train", f"resume={run}", f"experiment.workspace={ws}"]) == 2
+    assert "mode 0600" in _one_line(capsys)

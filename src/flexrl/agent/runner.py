@@ -45,7 +45,7 @@ class AgentConfig:
             so a re-chosen skill that is already satisfied cannot make the planner decide every step.
     """
 
-    max_steps: int = 400
+    max_steps: int = 300
     min_skill_steps: int = 20
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     redecide_on: tuple[str, ...] = ()

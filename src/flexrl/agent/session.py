@@ -69,7 +69,7 @@ class RunConfig:
     robot: RobotConfig = field(default_factory=RobotConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
-    agent: AgentConfig = field(default_factory=lambda: AgentConfig(max_steps=300))
+    agent: AgentConfig = field(default_factory=AgentConfig)
     experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="demo"))
     instruction: Optional[str] = None
     intent: Optional[str] = None

@@ -18,7 +18,7 @@ from flexrl.agent.runner import AgentConfig
 from flexrl.agent.session import RunConfig
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.config import PlannerConfig
-from flexrl.runs.config import ExperimentConfig
+from flexrl.runs.config import ExperimentConfig, check_seed
 from flexrl.skills.training_run import TrainingRunConfig
 
 
@@ -52,6 +52,16 @@ class EvalAppConfig:
     checkpoints: Optional[str] = None
     policies: dict[str, str] = field(default_factory=dict)
     bar: float = 0.95
+
+    def __post_init__(self) -> None:
+        from flexrl.skills.library import SKILLS
+
+        unknown = [name for name in self.skills if name not in SKILLS]
+        if unknown:
+            raise ValueError(f"skills entry {unknown[0]!r}; allowed: {', '.join(SKILLS)}")
+        _positive("episodes", self.episodes)
+        if not isinstance(self.bar, (int, float)) or not 0 <= self.bar <= 1:
+            raise ValueError(f"bar={self.bar!r}; allowed: a success rate in [0, 1]")
 
 
 @dataclass
@@ -96,6 +106,25 @@ class BenchAppConfig:
     n_envs: int = 16
     batched: bool = True
     experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="bench"))
+
+    def __post_init__(self) -> None:
+        from flexrl.bench.tasks import CATEGORIES
+        from flexrl.planners.config import PLANNERS
+
+        for name in self.baselines:
+            if name not in PLANNERS:
+                raise ValueError(f"baselines entry {name!r}; allowed: {', '.join(PLANNERS)}")
+        bad = [c for c in self.suite.categories if c not in CATEGORIES]
+        if bad:
+            raise ValueError(f"suite.categories entry {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
+        _positive("episodes", self.episodes)
+        _positive("n_envs", self.n_envs)
+        check_seed("first_seed", self.first_seed)
+
+
+def _positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}={value!r}; allowed: a positive integer")
 
 
 SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig}

@@ -27,40 +27,71 @@ class ConfigError(ValueError):
     """A configuration error, with a one-line message naming the key and what is allowed."""
 
 
-def _first_value(override) -> str:
-    """One concrete value of a sweep override, so the sweep's keys and types can be checked."""
+MAX_CHECKED_RANGE = 50
+"""A range sweep longer than this is checked at its two ends only."""
+
+
+def _values(override) -> list[str]:
+    """The concrete values of a sweep override worth checking (all choices; a range's or interval's ends)."""
     value = override.value()
     if isinstance(value, ChoiceSweep):
-        return next(override.sweep_string_iterator())
+        return list(override.sweep_string_iterator())
     if isinstance(value, RangeSweep):
-        return str(value.start)
+        every = list(override.sweep_string_iterator())
+        return every if len(every) <= MAX_CHECKED_RANGE else [every[0], every[-1]]
     if isinstance(value, IntervalSweep):
-        return str(value.start)
-    return override.get_value_element_as_str()
+        return [str(value.start), str(value.end)]
+    return [override.get_value_element_as_str()]
 
 
-def concrete_overrides(overrides: list[str]) -> list[str]:
-    """The overrides with each sweep replaced by one of its values."""
+def _parse(overrides: list[str]) -> list:
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        return OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as err:
         lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
         detail = lines[1].split(": ", 1)[-1] if len(lines) > 1 else "not key=value"
         raise ConfigError(f"{lines[0] if lines else 'bad override'}: {detail}; quote values that hold "
                           "parentheses, commas or brackets, e.g. 'intent=\"go_to(red_pad)\"'") from None
-    out = []
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """Concrete override lists that together use every checked value of every sweep once.
+
+    The first list takes each sweep's first value; each further list changes one sweep to another value.
+    A sweep is checked value by value, not as the full product, so a bad third value fails before trial 0.
+    """
+    parsed = _parse(overrides)
+    options = []
     for o in parsed:
         if o.is_sweep_override():
             prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(o.type.name, "")
-            out.append(f"{prefix}{o.get_key_element()}={_first_value(o)}")
+            options.append([f"{prefix}{o.get_key_element()}={v}" for v in _values(o)])
         else:
-            out.append(o.input_line)
-    return out
+            options.append([o.input_line])
+    first = [values[0] for values in options]
+    variants = [first]
+    for i, values in enumerate(options):
+        variants += [[*first[:i], value, *first[i + 1:]] for value in values[1:]]
+    return variants
+
+
+def concrete_overrides(overrides: list[str]) -> list[str]:
+    """The overrides with each sweep replaced by its first value."""
+    return sweep_variants(overrides)[0]
 
 
 def compose_checked(command: str, overrides: list[str]) -> DictConfig:
-    """Compose ``command``'s config with ``overrides``; raise ConfigError (one line) on any problem."""
-    concrete = concrete_overrides(overrides)
+    """Compose ``command``'s config with ``overrides``; raise ConfigError (one line) on any problem.
+
+    A sweep (``-m``) is checked value by value (:func:`sweep_variants`); the config of its first trial is returned.
+    """
+    variants = sweep_variants(overrides)
+    for variant in variants[1:]:
+        _compose_one(command, variant)
+    return _compose_one(command, variants[0])
+
+
+def _compose_one(command: str, concrete: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         try:

@@ -46,11 +46,14 @@ class RobotConfig:
     force: float = 6.0
     damping: float = 4.0
 
+    def __post_init__(self) -> None:
+        if self.name not in ROBOTS:
+            raise ValueError(f"robot.name={self.name!r}; allowed: {', '.join(ROBOTS)}")
+        for key in ("radius", "force", "damping"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"robot.{key}={value!r}; allowed: a finite positive number")
+
     def spec(self) -> ArenaSpec:
         """The arena spec with this body."""
-        if self.name not in ROBOTS:
-            raise ValueError(f"robot name={self.name!r}; allowed: {', '.join(ROBOTS)}")
-        for key in ("radius", "force", "damping"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"robot {key}={getattr(self, key)!r}; allowed: a positive number")
         return ArenaSpec(agent_radius=self.radius, agent_force=self.force, agent_damping=self.damping)

@@ -515,7 +515,8 @@ def _load_hf_dir(path: Path, dtype: torch.dtype, tensor_parallel: bool = False):
             path, local_files_only=True, dtype=dtype, attn_implementation="sdpa", **sharding
         )
     except Exception as exc:  # transformers raises many types; callers need one.
-        raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model from {path}: {detail}") from exc
     bad = first_non_finite(model)
     if bad is not None:
         files = sorted(path.glob("*.safetensors"))

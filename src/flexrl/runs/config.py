@@ -10,6 +10,15 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """Experiment names: one directory level inside the workspace, no separators, no leading dot."""
 
 
+def check_seed(name: str, value: object, source: str = "") -> None:
+    """Raise a one-line ValueError unless ``value`` is a seed numpy and SB3 accept: an integer in [0, 2**32).
+
+    ``source`` says where the value came from when another key set it, e.g. " (experiment.seed sets it)".
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+        raise ValueError(f"{name}={value!r}{source}; allowed: an integer in [0, 2**32)")
+
+
 @dataclass
 class ExperimentConfig:
     """Where a run lives and how it is seeded.
@@ -32,8 +41,7 @@ class ExperimentConfig:
                              "starting with a letter or digit (a directory directly inside the workspace)")
         if not isinstance(self.workspace, str) or not self.workspace.strip():
             raise ValueError(f"experiment.workspace={self.workspace!r}; allowed: a directory path")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
-            raise ValueError(f"experiment.seed={self.seed!r}; allowed: an integer in [0, 2**32)")
+        check_seed("experiment.seed", self.seed)
 
 
 @dataclass

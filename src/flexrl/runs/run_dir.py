@@ -188,7 +188,7 @@ def find_runs(workspace: str | Path) -> list[RunDir]:
     runs = []
     for meta in Path(workspace).rglob(META):
         try:
-            runs.append(RunDir(meta.parent, json.loads(meta.read_text())))
-        except (OSError, json.JSONDecodeError):
+            runs.append(RunDir.open(meta.parent))
+        except (OSError, ValueError):  # unreadable or not a run's metadata: not listed
             continue
     return sorted(runs, key=lambda r: r.meta.get("start") or 0)

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -136,21 +137,33 @@ def describe(directory: str | Path, name: str) -> dict[str, Any]:
     meta = _read_json(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format={meta.get('format')!r}; allowed: {FORMAT!r} "
-                              "(an SB3 zip? convert it with `flexrl convert ZIP --out DIR`)")
+                              "(an SB3 zip? convert it with `flexrl convert ZIP --name NAME --out DIR`)")
     arch = meta.get("architecture")
     if not isinstance(arch, dict) or arch.get("policy") != "ActorCriticPolicy":
         raise CheckpointError(f"{path}: architecture.policy must be 'ActorCriticPolicy', got {str(arch)[:80]}")
-    widths = arch.get("net_arch")
-    if (not isinstance(widths, list) or not 1 <= len(widths) <= 8
-            or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths)):
-        raise CheckpointError(f"{path}: architecture.net_arch={str(widths)[:80]}; allowed: 1-8 integer widths in [1, 4096]")
-    if arch.get("activation") not in ACTIVATIONS:
-        raise CheckpointError(f"{path}: architecture.activation={arch.get('activation')!r}; allowed: {', '.join(ACTIVATIONS)}")
+    _check_architecture(arch.get("net_arch"), arch.get("activation"), path)
     meta["observation_space"] = _space(meta.get("observation_space"), "observation_space", path)
     meta["action_space"] = _space(meta.get("action_space"), "action_space", path)
     if not isinstance(meta.get("sha256"), str):
         raise CheckpointError(f"{path}: sha256 of the weights is missing")
     return meta
+
+
+def _check_architecture(widths: Any, activation: Any, source: Path) -> None:
+    if (not isinstance(widths, list) or not 1 <= len(widths) <= 8
+            or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths)):
+        raise CheckpointError(f"{source}: net_arch={str(widths)[:80]}; allowed: 1-8 integer widths in [1, 4096]")
+    if activation not in ACTIVATIONS:
+        raise CheckpointError(f"{source}: activation={activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
+def build_policy(observation_space: spaces.Box, action_space: spaces.Box, net_arch: Any, activation: Any, source: Path):
+    """An untrained SB3 ``ActorCriticPolicy`` of the described shape (checked first), built through SB3's constructor."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    _check_architecture(net_arch, activation, source)
+    return ActorCriticPolicy(observation_space, action_space, lambda _: 0.0, net_arch=list(net_arch),
+                             activation_fn=ACTIVATIONS[activation])
 
 
 def load_policy(directory: str | Path, name: str):
@@ -162,8 +175,6 @@ def load_policy(directory: str | Path, name: str):
     Raises:
         CheckpointError: one line naming the file and what is wrong with it.
     """
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
     directory = Path(directory)
     meta = describe(directory, name)
     weights = directory / f"{name}.safetensors"
@@ -172,8 +183,7 @@ def load_policy(directory: str | Path, name: str):
     if sha256_file(weights) != meta["sha256"]:
         raise CheckpointError(f"{weights} does not match the SHA-256 in {name}.json: the file was changed or truncated")
     arch = meta["architecture"]
-    policy = ActorCriticPolicy(meta["observation_space"], meta["action_space"], lambda _: 0.0,
-                               net_arch=list(arch["net_arch"]), activation_fn=ACTIVATIONS[arch["activation"]])
+    policy = build_policy(meta["observation_space"], meta["action_space"], arch["net_arch"], arch["activation"], weights)
     try:
         state = load_file(str(weights), device="cpu")
         policy.load_state_dict(state, strict=True)
@@ -186,7 +196,18 @@ def load_policy(directory: str | Path, name: str):
     return policy
 
 
-def _readable_box(entry: Any, what: str, source: Path) -> dict[str, list[float]]:
+MAX_MEMBER_BYTES = 64 * 1024 * 1024
+"""An SB3 member larger than this (uncompressed) is refused before it is read: a zip bomb costs nothing."""
+
+
+def _member(z: zipfile.ZipFile, name: str, source: Path) -> bytes:
+    size = z.getinfo(name).file_size
+    if size > MAX_MEMBER_BYTES:
+        raise CheckpointError(f"{source}: member {name} expands to {size} bytes; at most {MAX_MEMBER_BYTES} are read")
+    return z.read(name)
+
+
+def _readable_box(entry: Any, what: str, source: Path) -> spaces.Box:
     """The bounds SB3 writes in plain text beside a pickled Box (``"low": "[-1. -1.]"``)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("low"), str) or not isinstance(entry.get("high"), str):
         raise CheckpointError(f"{source}: no readable {what} bounds in its data member; is it an SB3 PPO zip of a Box space?")
@@ -197,7 +218,7 @@ def _readable_box(entry: Any, what: str, source: Path) -> dict[str, list[float]]
             raise CheckpointError(f"{source}: unreadable {what} bound {text[:80]!r}")
         return [float(v) for v in body.split()]
 
-    return {"low": parse(entry["low"]), "high": parse(entry["high"])}
+    return _space({"low": parse(entry["low"]), "high": parse(entry["high"])}, what, source)
 
 
 def convert_sb3_zip(source: str | Path, directory: str | Path, name: str) -> Path:
@@ -212,12 +233,16 @@ def convert_sb3_zip(source: str | Path, directory: str | Path, name: str) -> Pat
     source = Path(source)
     try:
         with zipfile.ZipFile(source) as z:
-            data = json.loads(z.read("data"))
-            weights_bytes = z.read("policy.pth")
+            data = json.loads(_member(z, "data", source))
+            weights_bytes = _member(z, "policy.pth", source)
     except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{source} is not a readable SB3 zip: {str(err).splitlines()[0][:200]}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: its data member holds a {type(data).__name__}, not an SB3 model's JSON object")
     try:
-        state = torch.load(io.BytesIO(weights_bytes), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of what it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(weights_bytes), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 (torch raises many types for a refused or broken pickle)
         raise CheckpointError(f"{source}: policy.pth was refused by the weights-only loader "
                               f"({type(err).__name__}); it holds more than tensors") from None
@@ -228,8 +253,8 @@ def convert_sb3_zip(source: str | Path, directory: str | Path, name: str) -> Pat
     if isinstance(widths, dict):
         widths = widths.get("pi")
     activation = "relu" if "ReLU" in json.dumps(kwargs.get("activation_fn", "")) else "tanh"
-    policy = _policy_from(_readable_box(data.get("observation_space"), "observation_space", source),
-                          _readable_box(data.get("action_space"), "action_space", source), widths, activation, source)
+    boxes = [_readable_box(data.get(k), k, source) for k in ("observation_space", "action_space")]
+    policy = build_policy(*boxes, widths, activation, source)
     try:
         policy.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -238,14 +263,3 @@ def convert_sb3_zip(source: str | Path, directory: str | Path, name: str) -> Pat
     steps = data.get("num_timesteps")
     return export_policy(policy, directory, name, {"converted_from": str(source), "source_sha256": sha256_file(source),
                                                    "steps": steps if isinstance(steps, int) else None})
-
-
-def _policy_from(obs: dict, act: dict, widths: Any, activation: str, source: Path):
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
-    if not isinstance(widths, list) or not all(isinstance(w, int) and 1 <= w <= 4096 for w in widths):
-        raise CheckpointError(f"{source}: net_arch={str(widths)[:80]} is not a list of layer widths")
-    box = {k: spaces.Box(np.array(v["low"], dtype=np.float32), np.array(v["high"], dtype=np.float32), dtype=np.float32)
-           for k, v in (("obs", obs), ("act", act))}
-    return ActorCriticPolicy(box["obs"], box["act"], lambda _: 0.0, net_arch=list(widths),
-                             activation_fn=ACTIVATIONS[activation])

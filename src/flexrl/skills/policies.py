@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from flexrl.skills.checkpoint import CheckpointError, load_policy
+from flexrl.skills.goals import POLICY_OBS_DIMS
 
 FAMILIES = ("reach", "avoid")
 
@@ -58,11 +59,15 @@ class PolicySet:
                 zipped = where / f"{family}.zip"
                 if zipped.is_file():
                     raise CheckpointError(f"{zipped} is an SB3 zip, which runs pickled code when loaded; flexrl loads "
-                                          f"weights-only policies. Convert it: `flexrl convert {zipped} --out DIR`")
+                                          f"weights-only policies. Convert it: `flexrl convert {zipped} --name {family} --out DIR`")
                 raise FileNotFoundError(f"no policy for skill family {family!r} at {where / family}.safetensors; "
                                         f"train one with `flexrl train skill={family}` (it writes <run>/checkpoints/"
                                         f"{family}.safetensors)")
-            models[family] = load_policy(where, family)
+            policy = load_policy(where, family)
+            if policy.observation_space.shape != (POLICY_OBS_DIMS[family],):
+                raise CheckpointError(f"{where / family}.json describes {policy.observation_space.shape[0]}-dim "
+                                      f"observations; the {family} family's policies take {POLICY_OBS_DIMS[family]}")
+            models[family] = policy
         return cls(models)
 
 

@@ -1,14 +1,16 @@
 """The resumable state of a training run: SB3's full zip (weights, optimiser, step counter), signed.
 
 ``checkpoints/last.json`` is the commit point. A save writes ``last-<steps>.zip`` atomically, then
-``last.json`` (atomically) naming that zip with its SHA-256 and the workspace's HMAC of it
+``last.json`` (atomically) naming that zip with its SHA-256 and the user's HMAC of run id, name and hash
 (:mod:`flexrl.runs.signing`), then deletes older zips. A run killed at any moment therefore has a
 ``last.json`` that names a whole zip. Loading an SB3 zip unpickles code, so :func:`load_resume_state`
-accepts only a zip whose hash and signature match what this workspace recorded when it saved it.
+accepts only a zip whose hash and signature match what this user recorded when saving this run, and
+hands back the very bytes it checked (no second read a swapped file could slip into).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -16,20 +18,32 @@ from typing import Any
 
 from flexrl.runs.atomic import atomic_write, remove_temporaries, write_json
 from flexrl.runs.signing import sign, verify
-from flexrl.skills.checkpoint import CheckpointError, sha256_file
+from flexrl.skills.checkpoint import CheckpointError
 
 LAST = "last"
 _ZIP = re.compile(r"last-\d{10}\.zip")
 
 
-def save_resume_state(model, directory: str | Path, workspace: str | Path, info: dict[str, Any]) -> Path:
-    """Save ``model`` (an SB3 PPO) so that :func:`load_resume_state` takes it back; returns the zip's path."""
+def _payload(run_id: str, name: str, digest: str) -> str:
+    return json.dumps([run_id, name, digest])
+
+
+def save_resume_state(model, directory: str | Path, key: str | Path, run_id: str, info: dict[str, Any]) -> Path:
+    """Save ``model`` (an SB3 PPO) so that :func:`load_resume_state` takes it back; returns the zip's path.
+
+    Args:
+        model: the PPO model.
+        directory: the run's ``checkpoints`` directory.
+        key: the signing key file (:func:`flexrl.runs.signing.default_key_path`).
+        run_id: the run's id, bound into the signature so a zip cannot move between runs.
+        info: state saved beside it (wall seconds, last evaluation, settings).
+    """
     directory = Path(directory)
     steps = int(model.num_timesteps)
     name = f"{LAST}-{steps:010d}.zip"
     path = atomic_write(directory / name, model.save, suffix=".zip")
-    digest = sha256_file(path)
-    write_json(directory / f"{LAST}.json", {"file": name, "sha256": digest, "hmac": sign(workspace, f"{name}:{digest}"),
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    write_json(directory / f"{LAST}.json", {"file": name, "sha256": digest, "hmac": sign(key, _payload(run_id, name, digest)),
                                             "steps": steps, **info})
     for old in directory.glob(f"{LAST}-*.zip"):
         if old.name != name:
@@ -37,8 +51,8 @@ def save_resume_state(model, directory: str | Path, workspace: str | Path, info:
     return path
 
 
-def load_resume_state(directory: str | Path, workspace: str | Path) -> tuple[Path, dict[str, Any]] | None:
-    """The signed zip named by ``last.json`` and the state saved with it; None when no checkpoint was saved yet.
+def load_resume_state(directory: str | Path, key: str | Path, run_id: str) -> tuple[bytes, dict[str, Any]] | None:
+    """The checked bytes of the zip ``last.json`` names, and the state saved with it; None before any save.
 
     Also removes what a killed save left behind: atomic-write temporaries and zips ``last.json`` does not name.
 
@@ -64,15 +78,17 @@ def load_resume_state(directory: str | Path, workspace: str | Path) -> tuple[Pat
     path = directory / state["file"]
     if not path.is_file():
         raise CheckpointError(f"{path}, named by {index}, is missing")
-    digest = sha256_file(path)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != state.get("sha256"):
         raise CheckpointError(f"{path} does not match the SHA-256 recorded in {index} when it was saved "
                               "(truncated or replaced); it is not loaded")
-    if not verify(workspace, f"{state['file']}:{digest}", state.get("hmac")):
-        raise CheckpointError(f"{path} was not saved by flexrl in workspace {workspace} (its signature does not "
-                              "match this workspace's key); an SB3 zip runs pickled code, so flexrl resumes only its "
-                              "own. Convert it with `flexrl convert ZIP --out DIR` and fine-tune with parent=")
+    if not verify(key, _payload(run_id, state["file"], digest), state.get("hmac")):
+        raise CheckpointError(f"{path} was not saved by flexrl for this run and user (its signature does not match "
+                              f"the key {key}); an SB3 zip runs pickled code, so flexrl resumes only its own. Take its "
+                              f"weights into a new run instead: flexrl convert {path} --name <family> --out "
+                              "DIR/checkpoints, then flexrl train parent=DIR")
     for other in directory.glob(f"{LAST}-*.zip"):
         if other.name != path.name:
             other.unlink(missing_ok=True)
-    return path, state
+    return data, state

@@ -22,6 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from flexrl.envs.arena_model import ArenaSpec
+from flexrl.runs.config import check_seed
 from flexrl.skills.checkpoint import export_policy
 from flexrl.skills.evaluate import evaluate_family
 from flexrl.skills.policies import FAMILIES, PolicySet
@@ -76,8 +77,7 @@ class PPOConfig:
             _check(name, getattr(self, name), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                    "a positive integer")
         _check("eval_every", self.eval_every, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: never)")
-        _check("seed", self.seed, lambda v: isinstance(v, int) and 0 <= v < 2**32,
-               "an integer in [0, 2**32) (experiment.seed sets it)")
+        check_seed("ppo.seed", self.seed, " (experiment.seed sets it)")
         _check("learning_rate", self.learning_rate, lambda v: 0 < v < 1, "a number in (0, 1)")
         _check("gamma", self.gamma, lambda v: 0 < v <= 1, "a number in (0, 1]")
         _check("gae_lambda", self.gae_lambda, lambda v: 0 <= v <= 1, "a number in [0, 1]")
@@ -87,11 +87,6 @@ class PPOConfig:
                "1 to 8 layer widths, each an integer in [1, 4096]")
         if (self.n_envs * self.n_steps) % self.batch_size:
             raise ValueError(f"batch_size={self.batch_size} must divide n_envs*n_steps={self.n_envs * self.n_steps}")
-
-    @property
-    def rollout_steps(self) -> int:
-        """Environment steps per rollout; training stops at the first whole rollout at or past total_steps."""
-        return self.n_envs * self.n_steps
 
 
 def _check(name: str, value, ok: Callable[[Any], bool], allowed: str) -> None:

@@ -11,6 +11,7 @@ loadable by ``PolicySet.load(<run>/checkpoints)``.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from tqdm import tqdm
 
 from flexrl.envs.config import RobotConfig
-from flexrl.runs.atomic import write_json
+from flexrl.runs.atomic import remove_temporaries, write_json
 from flexrl.runs.config import ExperimentConfig, TrackingConfig
 from flexrl.runs.run_dir import RunDir
 from flexrl.runs.tracking import Tracker
@@ -109,11 +110,17 @@ class _ProgressCallback(BaseCallback):
         self.bar.close()
 
 
-def train_in_run(cfg: TrainingRunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the family in ``run``; return the final metrics.
 
     The caller records the run's status (see :func:`flexrl.runs.run_dir.recorded_status`) and checks that a
-    resumed run is one of this workspace's unfinished training runs.
+    resumed run is one of this workspace's unfinished training runs (:func:`open_resumable`).
+
+    Args:
+        cfg: the run's settings.
+        run: its directory.
+        signing_key: the key file that signs resume checkpoints (:mod:`flexrl.runs.signing`).
+        resume: continue from the last checkpoint (if one was saved) instead of starting.
 
     Raises:
         CheckpointError: a resume checkpoint or parent policy that is malformed, changed or not flexrl's.
@@ -122,13 +129,16 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, resume: bool = False) -> d
     workspace = cfg.experiment.workspace
     ckpt_dir = run.path / "checkpoints"
     tb_dir = run.path / "tb" if cfg.tracking.tensorboard else None
-    saved = load_resume_state(ckpt_dir, workspace) if resume else None
-    parent = _parent_policy(cfg.parent, family) if cfg.parent and not resume else None
+    if resume:
+        remove_temporaries(run.path)  # what writes killed mid-way left behind (checkpoints/ is cleaned below)
+    saved = load_resume_state(ckpt_dir, signing_key, run.meta.get("id", run.path.name)) if resume else None
+    parent = parent_policy(cfg.parent, family) if cfg.parent and saved is None else None
     model = make_model(family, ppo, cfg.robot.spec(), tb_dir)
     state: dict[str, Any] = {}
     if saved is not None:
-        path, state = saved
-        model = PPO.load(path, env=model.get_env(), device="cpu", tensorboard_log=str(tb_dir) if tb_dir else None)
+        data, state = saved
+        model = PPO.load(io.BytesIO(data), env=model.get_env(), device="cpu",
+                         tensorboard_log=str(tb_dir) if tb_dir else None)
         run.meta["resumed_from_step"] = int(model.num_timesteps)
         run.save_meta()
     elif parent is not None:
@@ -146,8 +156,9 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, resume: bool = False) -> d
     evals.on_eval = lambda p: tracker.log(p.steps, p.wall_seconds, p.success)
 
     def checkpoint() -> None:
-        save_resume_state(model, ckpt_dir, workspace, {"family": family, "wall_seconds": round(evals.wall_seconds(), 2),
-                                                       "last_eval": evals.last_eval, "ppo": asdict(ppo), "time": time.time()})
+        save_resume_state(model, ckpt_dir, signing_key, run.meta.get("id", run.path.name),
+                          {"family": family, "wall_seconds": round(evals.wall_seconds(), 2), "last_eval": evals.last_eval,
+                           "ppo": asdict(ppo), "time": time.time()})
 
     saver = _CheckpointCallback(cfg.checkpoint_every, checkpoint)
     callbacks = [evals, RewardTermsCallback(), saver]
@@ -188,9 +199,9 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, resume: bool = False) -> d
         model.get_env().close()
 
 
-def open_resumable(path: str | Path, workspace: str | Path) -> RunDir:
+def open_resumable(path: str | Path, workspace: str | Path, signing_key: str | Path) -> RunDir:
     """The run at ``path`` if it may be resumed here: an unfinished training run of this workspace whose
-    resume checkpoint (if any) this workspace signed.
+    resume checkpoint (if any) this user's key signed for this run.
 
     Raises:
         FileNotFoundError, ValueError, CheckpointError: one line saying why not, and what to do instead.
@@ -210,12 +221,16 @@ def open_resumable(path: str | Path, workspace: str | Path) -> RunDir:
                          f"in a new run: flexrl train parent={path}")
     if status == "running":
         raise ValueError(f"resume={str(path)!r} is still running (pid {run.meta.get('pid')}); stop it first")
-    load_resume_state(path / "checkpoints", workspace)
+    load_resume_state(path / "checkpoints", signing_key, run.meta.get("id", path.name))
     return run
 
 
-def _parent_policy(parent: str, family: str):
-    """The weights-only final policy of a parent run (nothing is unpickled)."""
+def parent_policy(parent: str, family: str):
+    """The weights-only final policy of a parent run (nothing is unpickled).
+
+    Raises:
+        FileNotFoundError, CheckpointError: one line naming the missing or malformed policy.
+    """
     where = Path(parent) / "checkpoints"
     if not (where / f"{family}.safetensors").is_file():
         raise FileNotFoundError(f"parent={parent!r} has no final {family} policy at {where / family}.safetensors")
