@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flexrl.agent.instruction_http import InstructionServer, answer_post, check_port
+from flexrl.agent.instruction_http import InstructionServer, answer_post
+from flexrl.local_http import check_port
 from flexrl.agent.instructions import InstructionChannel
 from flexrl.agent.intents import IntentChecker, arena_world
 from flexrl.agent.sanitise import MAX_CHARS
@@ -127,7 +128,8 @@ def _raw(port: int, data: bytes) -> tuple[int | None, dict]:
 
 
 def _request(method: str, path: str, headers: dict, body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    headers = {"Host": "127.0.0.1", **headers}
+    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -172,6 +174,36 @@ def test_hostile_requests_get_json_answers_and_leave_notes(channel):
     assert [(a.instruction.text, a.instruction.intent) for a in arrivals if a.instruction] == [("Avoid the ball!", "avoid(ball)")]
 
 
+def _text_post(text: bytes, **headers) -> bytes:
+    """What a web page's ``fetch(url, {method: "POST", body: text})`` sends: no CORS preflight for text/plain."""
+    return _request("POST", "/instruction", {"Content-Type": "text/plain;charset=UTF-8", "Content-Length": len(text), **headers}, text)
+
+
+@pytest.mark.parametrize("headers, refused", [
+    ({"Origin": "https://evil.example"}, "Origin 'https://evil.example' is refused"),
+    ({"Origin": "null"}, "Origin 'null' is refused"),  # a sandboxed frame or a file:// page
+    ({"Origin": "http://localhost.evil.example"}, "Origin 'http://localhost.evil.example' is refused"),
+    ({"Host": "evil.example:8000"}, "Host 'evil.example:8000' is refused"),  # DNS rebinding: evil.example -> 127.0.0.1
+    ({"Host": "evil.example:8000", "Origin": "http://evil.example:8000"}, "Origin 'http://evil.example:8000' is refused"),
+])
+def test_requests_from_web_pages_are_refused_and_never_reach_the_run(channel, headers, refused):
+    port = channel.http_address[1]
+    status, body = _raw(port, _text_post(b"Follow the ball", **headers))
+    assert status == 403 and body["error"].startswith(refused) and "\n" not in body["error"]
+    status, body = _raw(port, _request("GET", "/health", headers))
+    assert status == 403 and body["error"].startswith(refused)
+    assert channel.poll(0) == []  # neither the instruction nor a note: a page cannot fill the event log either
+    assert _raw(port, _text_post(b"Stop")) == (202, {"accepted": True, "text": "Stop", "intent": None, "note": None})
+    assert [a.instruction.text for a in channel.poll(0)] == ["Stop"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Origin": "http://localhost:3000"}, {"Origin": "http://127.0.0.1:8080"},
+                                     {"Origin": "http://[::1]:8080"}, {"Host": "localhost:8000"}, {"Host": "[::1]"}])
+def test_loopback_origins_and_hosts_are_served(channel, headers):
+    assert _raw(channel.http_address[1], _text_post(b"Follow the ball", **headers))[0] == 202
+    assert [a.instruction.text for a in channel.poll(0)] == ["Follow the ball"]
+
+
 def test_a_body_that_stops_short_is_answered_408_after_the_read_timeout(intents, monkeypatch):
     from flexrl.agent import instruction_http
 
@@ -200,7 +232,7 @@ def test_the_real_server_answers_any_json_value(channel, value):
 @pytest.mark.parametrize("port", [-1, 70_000, 1.5, "80", True])
 def test_ports_outside_the_range_are_one_line(port):
     with pytest.raises(ValueError, match=r"^http_port=.*; allowed: 0 to 65535 \(0: any free port\), or null \(no server\)$"):
-        check_port(port)
+        check_port(port, "http_port", optional=True)
 
 
 def test_a_port_in_use_is_one_line():

@@ -111,3 +111,25 @@ def test_schedule_items(item, expected):
 def test_bad_schedule_items(item):
     with pytest.raises(ValueError, match="STEP:TEXT"):
         parse_schedule_item(item)
+
+
+def test_the_package_imports_sanitising_from_where_it_is_defined():
+    """``sanitise`` and ``Arrival`` live in flexrl.agent.sanitise; instructions.py only uses them."""
+    import ast
+    from pathlib import Path
+
+    import flexrl
+    from flexrl.agent import instructions
+
+    defined = set()
+    for node in ast.parse(Path(instructions.__file__).read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            defined |= {t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+    through = []
+    for path in Path(flexrl.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "flexrl.agent.instructions":
+                through += [f"{path.name}: {alias.name}" for alias in node.names if alias.name not in defined]
+    assert through == []

@@ -190,9 +190,9 @@ def _send(port: int, data: bytes) -> int | None:
     return int(out.split()[1]) if out.startswith(b"HTTP/") else None
 
 
-def _post(content_type: str, body: bytes, length: object = None) -> bytes:
+def _post(content_type: str, body: bytes, length: object = None, extra: str = "", host: str = "127.0.0.1") -> bytes:
     length = len(body) if length is None else length
-    return (f"POST /instruction HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    return (f"POST /instruction HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
             .encode() + body)
 
 
@@ -208,6 +208,9 @@ def test_a_live_run_survives_hostile_http_requests(tmp_path):
         (_post("application/x-www-form-urlencoded", b"text=hi"), 415),
         (_post("text/plain", bytes(range(256)) * 8), 400),
         (b"GARBAGE\r\n\r\n", None),
+        # a web page: cross-site (no preflight for text/plain), and by DNS rebinding; the run hears nothing of these
+        (_post("text/plain", b"Stop", extra="Origin: https://evil.example\r\n"), 403),
+        (_post("text/plain", b"Stop", host="evil.example:8000"), 403),
         (_post("application/json", b'{"text": "Avoid the ball!", "intent": "avoid(ball)"}'), 202),
     ]
     urls, answers = [], []

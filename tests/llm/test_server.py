@@ -43,6 +43,16 @@ def test_every_request_needs_the_key(server, model_id):
             assert "API key" in answer.json()["error"]["message"]
 
 
+def test_web_pages_are_kept_out(server, api_key, model_id):
+    """On 127.0.0.1 with a key: a rebound Host is refused even with the key; a foreign Origin needs the key."""
+    body, key = {"model": model_id, "prompt": "Hi", "max_tokens": 1}, {"Authorization": f"Bearer {api_key}"}
+    rebound = httpx.post(server.url + "/v1/completions", json=body, headers={**key, "Host": "evil.example:8000"}, timeout=60)
+    assert rebound.status_code == 403 and rebound.json()["error"]["message"].startswith("Host 'evil.example:8000' is refused")
+    page = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+    assert httpx.post(server.url + "/v1/completions", json=body, headers=page, timeout=60).status_code == 401
+    assert httpx.post(server.url + "/v1/completions", json=body, headers={**page, **key}, timeout=60).status_code == 200
+
+
 def test_echo_logprobs_match_a_plain_forward_pass(client, model_id, local_backend):
     prompt, option = "The ball rolls towards the", " red pad"
     answer = client.post("/v1/completions", json={"model": model_id, "prompt": [prompt + option], "max_tokens": 0,

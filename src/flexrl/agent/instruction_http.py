@@ -7,6 +7,9 @@ the run as a note for its event log. :func:`answer_post` knows nothing of the se
 
 Two content types are accepted: ``text/plain`` (the body is the instruction) and ``application/json``
 (an :class:`InstructionRequest`), e.g. ``curl -H 'Content-Type: text/plain' -d 'Follow the ball' URL``.
+The server answers 403 to a request that may come from a web page (an ``Origin`` that is not a loopback
+origin, or a ``Host`` that is not a loopback host: :func:`~flexrl.local_http.cross_site_refusal`); the run
+hears nothing of it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flexrl import local_http
 from flexrl.agent.intents import IntentChecker
 from flexrl.agent.sanitise import Arrival, sanitise
 
@@ -66,12 +70,6 @@ class Reply:
     status: int
     body: dict[str, Any] = field(default_factory=dict)
     arrival: Arrival | None = None
-
-
-def check_port(port: object) -> None:
-    """Raise ValueError (one line) unless ``port`` is None or a TCP port number."""
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
-        raise ValueError(f"http_port={port!r}; allowed: 0 to 65535 (0: any free port), or null (no server)")
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -158,9 +156,14 @@ def _handler(accept: Callable[[Arrival], None], intents: IntentChecker | None) -
                                self.rfile.read, intents)
 
         def _answer(self, make: Callable[[], Reply]) -> None:
-            """Never raises: whatever goes wrong becomes a JSON reply (and a note for the run)."""
+            """Never raises: whatever goes wrong becomes a JSON reply (and a note for the run).
+
+            A request that may come from a web page is refused before its body is read, and the run hears
+            nothing of it: a page must not be able to fill the event log either.
+            """
             try:
-                reply = make()
+                why = local_http.cross_site_refusal(self.headers.get_all("Origin") or [], self.headers.get_all("Host") or [])
+                reply = Reply(403, {"error": why}) if why is not None else make()
             except TimeoutError:
                 reply = _refuse(408, f"the body did not arrive within {READ_TIMEOUT_S:g} s")
             except Exception as err:  # noqa: BLE001 (no request may take the server or the run down)
@@ -209,6 +212,8 @@ def _handler(accept: Callable[[Arrival], None], intents: IntentChecker | None) -
 class InstructionServer:
     """Serves ``POST /instruction`` and ``GET /health`` on 127.0.0.1 from a background thread.
 
+    Requests from web pages (a foreign ``Origin``, or a ``Host`` other than a loopback host) get 403.
+
     Args:
         port: TCP port (0: any free port; see :attr:`address` for the one chosen).
         accept: receives every accepted instruction, and a note for every refused one (thread-safe).
@@ -219,7 +224,7 @@ class InstructionServer:
     """
 
     def __init__(self, port: int, accept: Callable[[Arrival], None], intents: IntentChecker | None = None) -> None:
-        check_port(port)
+        local_http.check_port(port, "http_port")
         try:
             self._server = _QuietServer((HOST, port), _handler(accept, intents))
         except OSError as err:

@@ -16,7 +16,6 @@ from typing import BinaryIO, Callable, Optional, TextIO
 import yaml
 
 from flexrl.agent.event_log import EventLog
-from flexrl.agent.instruction_http import check_port
 from flexrl.agent.instructions import InstructionChannel, ScheduledInstruction, parse_schedule_item
 from flexrl.agent.intents import IntentChecker, arena_world
 from flexrl.agent.runner import AgentConfig, AgentRunner
@@ -24,6 +23,7 @@ from flexrl.agent.sanitise import sanitise
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.envs.config import EnvConfig, RobotConfig
 from flexrl.llm.config import LLMConfig
+from flexrl.local_http import check_port
 from flexrl.planners.base import Planner
 from flexrl.planners.config import PlannerConfig, build_planner
 from flexrl.runs.atomic import write_json, write_text
@@ -80,7 +80,7 @@ class RunConfig:
     policies: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_port(self.http_port)
+        check_port(self.http_port, "http_port", optional=True)
         self.timeline(IntentChecker(arena_world(self.robot.spec())))
 
     def timeline(self, intents: IntentChecker) -> list[ScheduledInstruction]:

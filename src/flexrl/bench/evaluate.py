@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 
 from flexrl.agent.event_log import EventLog
-from flexrl.agent.instructions import InstructionChannel, sanitise
+from flexrl.agent.instructions import InstructionChannel
 from flexrl.agent.runner import ActionRequest, AgentConfig, AgentRunner, DecisionRequest
+from flexrl.agent.sanitise import sanitise
 from flexrl.bench.tasks import Task
 from flexrl.encoders.text import EncoderConfig
 from flexrl.envs.arena_env import ArenaEnv

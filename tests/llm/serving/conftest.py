@@ -23,7 +23,8 @@ def make_client(fake_engine):
 
     def make(**settings) -> TestClient:
         config = ServeConfig(**settings)
-        clients.append(TestClient(build_app(OpenAIServing(fake_engine, config), config)))
+        # the Host a local client sends (TestClient's default, "testserver", is refused on a loopback server)
+        clients.append(TestClient(build_app(OpenAIServing(fake_engine, config), config), base_url="http://127.0.0.1:8000"))
         return clients[-1]
 
     yield make

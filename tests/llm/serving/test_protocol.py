@@ -122,3 +122,15 @@ def test_valid_requests_parse_to_their_defaults():
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}).encode(),
         ChatCompletionRequest)
     assert chat.messages[0].content == "ab" and chat.token_limit == 3 and chat.stops == []
+
+
+def test_every_public_model_says_what_it_is():
+    from pydantic import BaseModel
+
+    from flexrl.llm.serving import protocol
+
+    models = [c for name, c in vars(protocol).items()
+              if isinstance(c, type) and issubclass(c, BaseModel) and c.__module__ == protocol.__name__ and not name.startswith("_")]
+    assert len(models) > 15
+    undocumented = [c.__name__ for c in models if not (c.__dict__.get("__doc__") or "").strip()]
+    assert undocumented == []

@@ -46,3 +46,25 @@ def test_flags_reach_the_config():
     assert (config.max_request_tokens, config.slice_tokens, config.decode_steps, config.device) == (999, 64, 4, "cpu")
     assert config.batch_wait_ms == 2.5 and config.served_model_name == "m"
     assert parse_args([]).device == "auto"
+
+
+def test_a_log_level_uvicorn_does_not_know_is_refused_before_the_model_loads(capsys):
+    from uvicorn.config import LOG_LEVELS as UVICORN_LOG_LEVELS
+
+    from flexrl.llm.serving.config import LOG_LEVELS, ServeConfig
+
+    assert set(LOG_LEVELS) == set(UVICORN_LOG_LEVELS)  # every level offered is one uvicorn takes
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--log-level", "verbose"])
+    assert exit_.value.code == 2 and "--log-level: invalid choice: 'verbose'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"^log_level='verbose'; allowed: critical, error, warning, info, debug, trace$"):
+        ServeConfig(log_level="verbose")
+    assert parse_args(["--log-level", "debug"]).log_level == "debug"
+
+
+@pytest.mark.parametrize("port", [-1, 65536, True, 1.5])
+def test_the_port_is_checked_by_the_shared_check(port):
+    from flexrl.llm.serving.config import ServeConfig
+
+    with pytest.raises(ValueError, match=r"^port=.*; allowed: 0 to 65535 \(0: any free port\)$"):
+        ServeConfig(port=port)

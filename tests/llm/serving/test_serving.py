@@ -132,3 +132,50 @@ def test_the_openai_client_sees_limits_as_bad_requests(openai_client):
         openai_client.completions.create(model=MODEL, prompt="Hi", max_tokens=100_000, stream=True)
     with pytest.raises(openai.NotFoundError, match="not found"):
         openai_client.completions.create(model="other", prompt="Hi")
+
+
+def test_tokenising_and_chat_rendering_run_off_the_event_loop(client, fake_engine, monkeypatch):
+    import asyncio
+
+    calls = []
+
+    def off_loop(name, method):
+        def call(*args):
+            try:
+                asyncio.get_running_loop()
+                calls.append((name, "event loop"))
+            except RuntimeError:  # no loop runs on this thread: a worker
+                calls.append((name, "worker"))
+            return method(*args)
+
+        return call
+
+    monkeypatch.setattr(fake_engine, "encode", off_loop("encode", fake_engine.encode))
+    monkeypatch.setattr(fake_engine, "render_chat", off_loop("render_chat", fake_engine.render_chat))
+    choice = {"structured_outputs": {"choice": ["x", "yy"]}}
+    assert client.post("/v1/completions", json={"model": MODEL, "prompt": ["a", "b"], "max_tokens": 2}).status_code == 200
+    assert client.post("/v1/completions", json={"model": MODEL, "prompt": "a", **choice}).status_code == 200
+    assert client.post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
+                                                     "max_tokens": 2, "stream": True, **choice}).status_code == 200
+    assert [name for name, _ in calls].count("render_chat") == 1 and len(calls) == 2 + 3 + 4  # prompts, choices, chat
+    assert {where for _, where in calls} == {"worker"}
+
+
+def test_non_finite_logprobs_are_minus_9999_or_null_never_a_made_up_number(client, monkeypatch):
+    import math
+
+    import fake_engine
+
+    special = {ord("i"): -math.inf, ord("H"): math.nan}
+    monkeypatch.setattr(fake_engine, "token_logprob", lambda token: special.get(token, -0.5))
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+    answer = client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 0, "echo": True, "logprobs": 1})
+    lp = strict(answer.text)["choices"][0]["logprobs"]
+    assert lp["tokens"] == ["H", "i"] and lp["token_logprobs"] == [None, -9999.0] and lp["top_logprobs"][1] == {"i": -9999.0}
+    chat = client.post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+                                                     "max_tokens": 1, "logprobs": True, "top_logprobs": 1})
+    token = strict(chat.text)["choices"][0]["logprobs"]["content"][0]
+    assert (token["token"], token["logprob"], token["top_logprobs"][0]["logprob"]) == ("H", None, None)

@@ -16,7 +16,7 @@ from typing import Callable
 
 from flexrl.llm.base import LLMError
 from flexrl.llm.config import DTYPES
-from flexrl.llm.serving.config import ServeConfig, flag
+from flexrl.llm.serving.config import LOG_LEVELS, ServeConfig, flag
 
 SERVE_EXTRA = "pip install 'flexrl[serve]'"
 PROG = "flexrl serve"
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> ServeConfig:
     for name, text in _LIMITS.items():
         p.add_argument(flag(name), type=type(_DEFAULTS[name]), default=_DEFAULTS[name],
                        help=f"{text} (default: {_DEFAULTS[name]})")
-    p.add_argument("--log-level", default=_DEFAULTS["log_level"])
+    p.add_argument("--log-level", default=_DEFAULTS["log_level"], choices=LOG_LEVELS, help="uvicorn's log level")
     args = vars(p.parse_args(argv))
     return ServeConfig(**args)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, fields
 
 from flexrl.llm.config import DTYPES, resolve_device
+from flexrl.local_http import check_port, is_loopback
 
-_LOOPBACK_NAMES = ("localhost",)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+"""uvicorn's log levels (``uvicorn.config.LOG_LEVELS``), named here so that a bad one is refused before the model loads."""
 
 
 @dataclass
@@ -24,9 +25,11 @@ class ServeConfig:
         dtype: "float32", "bfloat16" or "float16".
         device: "auto" (the best available: cuda, mps, then cpu) or a torch device this machine has.
         threads: torch intra-op threads (None: torch's default, all cores).
-        host: address to bind; anything but a loopback address needs ``api_key``.
+        host: address to bind; anything but a loopback address needs ``api_key``. On a loopback address,
+            a request whose ``Host`` header is not a loopback host is refused (403: DNS rebinding).
         port: TCP port (0: any free port).
-        api_key: the key every request must carry as ``Authorization: Bearer KEY`` (None: no check).
+        api_key: the key every request must carry as ``Authorization: Bearer KEY`` (None: no check, and a
+            request whose ``Origin`` is not a loopback origin, i.e. from a web page of another site, gets 403).
         served_model_name: the model id clients send (None: the model file or directory name).
         max_batch: most requests moved on per micro-batch.
         batch_wait_ms: how long an idle server waits for more requests before running a micro-batch.
@@ -40,7 +43,7 @@ class ServeConfig:
             runs in slices between other requests' work, so small requests do not wait for all of it.
         decode_steps: most tokens one request generates per micro-batch.
         prefix_cache_tokens: token budget of the automatic prefix cache.
-        log_level: uvicorn's log level.
+        log_level: uvicorn's log level, one of :data:`LOG_LEVELS`.
     """
 
     model: str | None = None
@@ -66,8 +69,7 @@ class ServeConfig:
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port={self.port}; allowed: 0 to 65535")
+        check_port(self.port)
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("api_key must not be empty (leave it unset for no check on 127.0.0.1)")
         if not is_loopback(self.host) and self.api_key is None:
@@ -75,6 +77,8 @@ class ServeConfig:
                 f"host={self.host!r} is reachable from other machines: set an API key "
                 "(api_key / --api-key), or bind 127.0.0.1"
             )
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level={self.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r}; allowed: {', '.join(DTYPES)}")
         for name in POSITIVE:
@@ -100,12 +104,3 @@ def flag(name: str) -> str:
     """The command-line flag of a :class:`ServeConfig` field, e.g. ``--max-prompt-tokens``."""
     return "--" + name.replace("_", "-")
 
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an IP address) only accepts connections from this machine."""
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -150,21 +150,28 @@ class ChatCompletionRequest(_Sampling):
 
 # ---------------------------------------------------------------------------------------------- responses
 class Usage(BaseModel):
+    """Token counts of a request: its prompts, what was generated, and both."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
 class CompletionLogprobs(BaseModel):
-    """Per-token log-probs of a completion (prompt tokens too with ``echo``); the first prompt token has none."""
+    """Per-token log-probs of a completion (prompt tokens too with ``echo``); the first prompt token has none.
+
+    A log-prob of -inf is sent as -9999.0 (as OpenAI and vLLM do) and NaN as null, never as a made-up number.
+    """
 
     tokens: list[str] = Field(default_factory=list)
     token_logprobs: list[float | None] = Field(default_factory=list)
-    top_logprobs: list[dict[str, float] | None] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float | None] | None] = Field(default_factory=list)
     text_offset: list[int] = Field(default_factory=list)
 
 
 class CompletionChoice(BaseModel):
+    """One prompt's completion (or, streamed, a piece of it) with its log-probs and finish reason."""
+
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
@@ -172,6 +179,8 @@ class CompletionChoice(BaseModel):
 
 
 class CompletionResponse(BaseModel):
+    """The answer of ``POST /v1/completions``, and each of its streamed chunks."""
+
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
@@ -181,25 +190,35 @@ class CompletionResponse(BaseModel):
 
 
 class TopLogprob(BaseModel):
+    """A token with its log-prob (None: the model gave NaN) and its UTF-8 bytes."""
+
     token: str
-    logprob: float
+    logprob: float | None
     bytes: list[int]
 
 
 class ChatTokenLogprob(TopLogprob):
+    """A generated chat token with its log-prob and the most likely tokens in its place."""
+
     top_logprobs: list[TopLogprob]
 
 
 class ChatLogprobs(BaseModel):
+    """The log-probs of a chat answer's tokens (or, streamed, of a piece of it)."""
+
     content: list[ChatTokenLogprob]
 
 
 class AssistantMessage(BaseModel):
+    """The model's chat answer."""
+
     role: Literal["assistant"] = "assistant"
     content: str
 
 
 class ChatChoice(BaseModel):
+    """The chat answer with its log-probs and finish reason."""
+
     index: int
     message: AssistantMessage
     logprobs: ChatLogprobs | None = None
@@ -207,6 +226,8 @@ class ChatChoice(BaseModel):
 
 
 class ChatCompletionResponse(BaseModel):
+    """The answer of ``POST /v1/chat/completions``."""
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -216,11 +237,15 @@ class ChatCompletionResponse(BaseModel):
 
 
 class DeltaMessage(BaseModel):
+    """A piece of a streamed chat answer: the role in the first chunk, then text."""
+
     role: Literal["assistant"] | None = None
     content: str | None = None
 
 
 class ChatStreamChoice(BaseModel):
+    """A streamed chat chunk's piece of the answer, its log-probs, and the finish reason on the last."""
+
     index: int
     delta: DeltaMessage
     logprobs: ChatLogprobs | None = None
@@ -228,6 +253,8 @@ class ChatStreamChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed ``POST /v1/chat/completions``."""
+
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
@@ -237,6 +264,8 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """The served model as ``GET /v1/models`` lists it, with its context length."""
+
     id: str
     object: Literal["model"] = "model"
     created: int = 0
@@ -245,11 +274,15 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
+    """The answer of ``GET /v1/models``: the one served model."""
+
     object: Literal["list"] = "list"
     data: list[ModelCard]
 
 
 class ErrorInfo(BaseModel):
+    """What went wrong: one line, its kind, the request field at fault, and the HTTP status."""
+
     message: str
     type: str
     param: str | None = None

@@ -2,9 +2,9 @@
 
 Every error a client can meet is an OpenAI-style body (``{"error": {"message", "type", "param",
 "code"}}``): 400 for a body that is not JSON or breaks the request models or the limits, 401 for a
-missing or wrong key, 404 for an unknown model or path, 405 for a wrong method, 413 for a body over
-``max_request_bytes``. A 500 (with a JSON body, the traceback only in the server's log) means a bug.
-Needs the ``serve`` extra (FastAPI, uvicorn).
+missing or wrong key, 403 for a request that may come from a web page (see :func:`build_app`), 404 for
+an unknown model or path, 405 for a wrong method, 413 for a body over ``max_request_bytes``. A 500 (with
+a JSON body, the traceback only in the server's log) means a bug. Needs the ``serve`` extra (FastAPI, uvicorn).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from flexrl.llm.serving.config import ServeConfig, flag
+from flexrl.llm.serving.config import ServeConfig, flag, is_loopback
 from flexrl.llm.serving.protocol import (
     ChatCompletionRequest, CompletionRequest, ErrorResponse, RequestError, parse_request,
 )
 from flexrl.llm.serving.serving import OpenAIServing
+from flexrl.local_http import cross_site_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,22 @@ def error_response(status: int, message: str, param: str | None = None) -> JSONR
 
 
 def build_app(serving: OpenAIServing, config: ServeConfig) -> FastAPI:
-    """The application serving ``serving``'s endpoints under ``config``'s API key and body limit."""
+    """The application serving ``serving``'s endpoints under ``config``'s API key and body limit.
+
+    Web pages are kept out (403, see :mod:`flexrl.local_http`): on a loopback address, a request whose
+    ``Host`` is not a loopback host (DNS rebinding); without an API key, a request whose ``Origin`` is not
+    a loopback origin. With a key, every request must carry it (401), so a page that does knows the key.
+    """
     app = FastAPI(title="flexrl serve", docs_url=None, redoc_url=None, openapi_url=None)
     expected = f"Bearer {config.api_key}".encode() if config.api_key else None
+    loopback = is_loopback(config.host)
 
     @app.middleware("http")
-    async def check_key(request: Request, call_next):
+    async def check_caller(request: Request, call_next):
+        why = cross_site_refusal(request.headers.getlist("origin"), request.headers.getlist("host"),
+                                 check_origin=expected is None, check_host=loopback)
+        if why is not None:
+            return error_response(403, why)
         if expected is not None and not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
             return error_response(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
         return await call_next(request)

@@ -36,6 +36,8 @@ Choices = tuple[list[str], list[list[int]]]
 """Structured-output choices: their texts and their token ids."""
 COMPLETION_MAX_TOKENS = 16
 """``max_tokens`` of a completion that does not set it (the OpenAI default; at most the server's ``max_new_tokens``)."""
+UNLIKELY_LOGPROB = -9999.0
+"""What a log-prob of -inf is sent as: OpenAI's documented value for a very unlikely token, and vLLM's floor."""
 _CHARS_PER_TOKEN = 32  # no tokenizer reaches this many characters a token: longer texts are refused untokenised
 
 
@@ -157,6 +159,21 @@ class OpenAIServing:
             raise RequestError(f"prompt ({longest} tokens) plus {'a choice' if choices else 'max_tokens'} ({extra}) "
                                f"exceeds the model's context of {self.engine.context_tokens} tokens", param=param)
 
+    # ------------------------------------------------------------------------------ tokenising (on a worker thread)
+    # A body may hold a megabyte of text: tokenising it, or rendering a chat, on the event loop would stall
+    # every other request and stream, so the endpoints run these through asyncio.to_thread.
+    def _tokenise_completion(self, request: CompletionRequest) -> tuple[Choices | None, list[tuple[list[int], list[int]]]]:
+        """The request's structured-output choices and its prompts' token ids and offsets, checked."""
+        texts = request.prompt
+        choices = self._choices(request.structured_outputs)
+        return choices, [self._encode(t, "prompt" if len(texts) == 1 else f"prompt {i}", "prompt") for i, t in enumerate(texts)]
+
+    def _tokenise_chat(self, request: ChatCompletionRequest) -> tuple[Choices | None, list[int]]:
+        """The request's structured-output choices and its rendered chat's token ids, checked."""
+        choices = self._choices(request.structured_outputs)
+        rendered = self.engine.render_chat([{"role": m.role, "content": m.content} for m in request.messages])
+        return choices, self._encode(rendered, "the rendered chat", "messages")[0]
+
     # ------------------------------------------------------------------------------ model calls
     async def _choose(self, ids: list[int], choices: Choices) -> str:
         group = SequenceGroup(tuple(tuple(ids + o) for o in choices[1]), len(ids))
@@ -217,8 +234,7 @@ class OpenAIServing:
         self._within("max_prompts", len(texts), f"'prompt' has {len(texts)} entries", "prompt")
         max_tokens = min(COMPLETION_MAX_TOKENS, self.config.max_new_tokens) if request.max_tokens is None else request.max_tokens
         self._within("max_new_tokens", max_tokens, f"max_tokens is {max_tokens}", "max_tokens")
-        choices = self._choices(request.structured_outputs)
-        encoded = [self._encode(t, "prompt" if len(texts) == 1 else f"prompt {i}", "prompt") for i, t in enumerate(texts)]
+        choices, encoded = await asyncio.to_thread(self._tokenise_completion, request)
         prompts = [ids for ids, _ in encoded]
         self._check_work(prompts, max_tokens, choices, "prompt")
         top_k = request.logprobs
@@ -296,9 +312,7 @@ class OpenAIServing:
         self._within("max_prompts", len(request.messages), f"'messages' has {len(request.messages)} entries", "messages")
         if not self.engine.has_chat_template:
             raise RequestError(f"model {self.engine.name!r} has no chat template; use /v1/completions", param="messages")
-        choices = self._choices(request.structured_outputs)
-        rendered = self.engine.render_chat([{"role": m.role, "content": m.content} for m in request.messages])
-        ids, _ = self._encode(rendered, "the rendered chat", "messages")
+        choices, ids = await asyncio.to_thread(self._tokenise_chat, request)
         limit = request.token_limit
         if limit is None:
             max_tokens = max(0, min(self.config.max_new_tokens, self.engine.context_tokens - len(ids)))
@@ -383,10 +397,14 @@ def _usage(prompts: list[list[int]], tokens: list[list[Token]]) -> Usage:
 
 
 def _finite(value: float | None) -> float | None:
-    """JSON has no infinities: clamp them to the most negative float a client can parse."""
+    """A log-prob as JSON can carry it (None stays None).
+
+    -inf becomes :data:`UNLIKELY_LOGPROB`; NaN (a broken model: no probability at all) becomes None, i.e.
+    JSON null, rather than a made-up number.
+    """
     if value is None or math.isfinite(value):
         return value
-    return -3.4e38
+    return UNLIKELY_LOGPROB if value == -math.inf else None
 
 
 def _id(prefix: str) -> str:
