@@ -35,13 +35,20 @@ _LIMITS = {
 }
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with a usage error as one ValueError line (``--help`` still prints every flag)."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message} (see `{PROG} --help`)")
+
+
 def parse_args(argv: list[str] | None) -> ServeConfig:
     """The :class:`ServeConfig` of a command line (``--help`` prints every flag and exits).
 
     Raises:
         ValueError: a setting is out of range, the device is unavailable, or a public address has no key.
     """
-    p = argparse.ArgumentParser(prog=PROG, description="Serve a model through an OpenAI-compatible API "
+    p = _ArgumentParser(prog=PROG, description="Serve a model through an OpenAI-compatible API "
                                 "(completions, chat, echo and log-probs, structured-output choice, streaming).")
     p.add_argument("--model", default=None, help="Hugging Face directory or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--gguf-file", default=None, help="a .gguf file inside --model")
@@ -83,13 +90,22 @@ def serve(config: ServeConfig, on_ready: Callable[[str], None] | None = None) ->
     from flexrl.llm.serving.engine import ServedModel
     from flexrl.llm.serving.serving import OpenAIServing
 
-    model = ServedModel(config)
-    try:
-        app = build_app(OpenAIServing(model, config), config)
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:  # bound before the model loads, so a busy port is one line at once, not after the load
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((config.host, config.port))
+    except OSError as err:
+        sock.close()
+        raise OSError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}; "
+                      "choose another --port, or 0 for any free port") from None
+    try:
+        model = ServedModel(config)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        app = build_app(OpenAIServing(model, config), config)
         sock.listen(128)  # connections made from now on wait in the backlog until uvicorn serves them
         port = sock.getsockname()[1]
         host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
@@ -109,4 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError, LLMError, OSError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the model loads or uvicorn shuts down: a stop, not a crash
+        print(f"{PROG}: stopped", file=sys.stderr)
+        return 130
     return 0
