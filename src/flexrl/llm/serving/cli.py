@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError, LLMError, OSError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C while the model loads or uvicorn shuts down: a stop, not a crash
+    except KeyboardInterrupt:  # Ctrl-C (how a server is stopped) while loading or shutting down: not a crash
         print(f"{PROG}: stopped", file=sys.stderr)
-        return 130
+        return 0
     return 0
