@@ -515,7 +515,8 @@ def _load_hf_dir(path: Path, dtype: torch.dtype, tensor_parallel: bool = False):
             path, local_files_only=True, dtype=dtype, attn_implementation="sdpa", **sharding
         )
     except Exception as exc:  # transformers raises many types; callers need one.
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        detail = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "... from one of:" needs its list
         raise ModelLoadError(f"cannot load model from {path}: {detail}") from exc
     bad = first_non_finite(model)
     if bad is not None:
