@@ -162,7 +162,7 @@ def _eval(cfg) -> float:
     from flexrl.runs.atomic import write_json, write_text
     from flexrl.runs.run_dir import recorded_status
     from flexrl.skills.evaluate import evaluate_skill
-    from flexrl.skills.library import SKILLS
+    from flexrl.skills.library import MOTOR_SKILLS as SKILLS
     from flexrl.skills.policies import PolicySet
 
     settings: EvalAppConfig = OmegaConf.to_object(cfg)  # checks skills, episodes and bar

@@ -147,3 +147,28 @@ def test_injection_with_the_real_embedded_llm(tmp_path):
     injected = [d for d in decisions if d["step"] == 30]
     assert injected and injected[0]["reason"] == "instruction" and injected[0]["planner"] == "llm"
     assert len(injected[0]["scores"]) >= 15
+
+
+def test_skill_outcomes_reach_the_next_decision_for_the_current_instruction_only(tmp_path):
+    cfg = _cfg(tmp_path, instruction="Touch the red pad, then the blue pad", intent="go_to(red_pad); go_to(blue_pad)",
+               schedule=["250:Stop! => stop"], agent=AgentConfig(max_steps=320, record_video=False))
+    run, summary = run_agent(cfg)
+    events = _events(run)
+    decisions = [e for e in events if e["type"] == "decision"]
+    ends = [e for e in events if e["type"] == "skill_end"]
+    assert ends[0]["call"] == "go_to(red_pad)" and ends[0]["outcome"] == "reached"
+    assert decisions[0]["progress"] == [] and decisions[0]["call"] == "go_to(red_pad)"
+    assert decisions[1]["progress"] == ["go_to(red_pad): reached"] and decisions[1]["call"] == "go_to(blue_pad)"
+    assert decisions[2]["progress"] == ["go_to(red_pad): reached", "go_to(blue_pad): reached"]
+    assert decisions[2]["call"] == "done"
+    switch = next(e for e in decisions if e["step"] == 250)
+    assert switch["progress"] == [] and switch["call"] == "stop"  # the old instruction's progress is gone
+
+
+def test_cannot_is_logged_with_a_reason_and_holds_position(tmp_path):
+    cfg = _cfg(tmp_path, instruction="Go to the purple pad", intent="cannot", schedule=[])
+    run, summary = run_agent(cfg)
+    events = _events(run)
+    refusal = next(e for e in events if e["type"] == "cannot")
+    assert "Go to the purple pad" in refusal["why"]
+    assert [e["call"] for e in events if e["type"] == "decision"] == ["cannot"]  # held until a new instruction

@@ -64,3 +64,14 @@ def test_predicate_parameters_are_introspected():
     assert p.required("reached") == {"target"} and p.required("stopped") == set()
     with pytest.raises(KeyError):
         p.parameters("fly")
+
+
+def test_refused_needs_cannot_and_nothing_else():
+    from flexrl.bench.predicates import Segment, refused
+
+    assert refused(Segment([], ["cannot"]))
+    assert refused(Segment([], ["cannot", "cannot"]))
+    assert not refused(Segment([], ["stop"]))
+    assert not refused(Segment([], ["cannot", "go_to(red_pad)"]))
+    assert not refused(Segment([], []))
+    assert not refused([])  # a plain trajectory carries no calls

@@ -3,7 +3,7 @@
 import pytest
 
 from flexrl.skills.evaluate import evaluate_skill
-from flexrl.skills.library import SKILLS
+from flexrl.skills.library import MOTOR_SKILLS as SKILLS
 from flexrl.skills.policies import PolicySet, checkpoint_meta
 
 

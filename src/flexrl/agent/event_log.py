@@ -10,7 +10,7 @@ from typing import Any
 
 from flexrl.runs.atomic import jsonable
 
-EVENT_TYPES = ("instruction", "note", "decision", "skill_start", "skill_end", "world_event", "reaction", "fallback", "llm_fault")
+EVENT_TYPES = ("instruction", "note", "decision", "cannot", "skill_start", "skill_end", "world_event", "reaction", "fallback", "llm_fault")
 
 
 def strict_json(value: Any) -> Any:

@@ -3,6 +3,11 @@
 Per control step: poll the instruction channel; re-decide immediately on a new instruction, when the
 running skill ends, or on a configured world event; otherwise the running skill's policy acts. A planner
 failure never stops the run: the runner keeps the current skill (or stops) and logs the fallback.
+
+The loop is closed: when a skill ends, its success detector's verdict ("go_to(red_pad): reached") joins
+the progress of the current instruction, which the next decision's context carries
+(``PlanContext.progress``); a new instruction starts with no progress. ``done`` and ``cannot`` hold the
+agent until the next instruction; a ``cannot`` is logged with the planner's reason, or the instruction.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from flexrl.agent.intents import IntentChecker
 from flexrl.agent.video import VideoRecorder
 from flexrl.encoders.text import EncoderConfig, EventTracker, encode, fixed_prefix
 from flexrl.envs.arena_env import ArenaEnv
-from flexrl.planners.base import Decision, Instruction, PlanContext, Planner
+from flexrl.planners.base import Decision, Instruction, Outcome, PlanContext, Planner
 from flexrl.skills.library import ActiveSkill, SkillCall, Status, candidate_calls, start_skill
 from flexrl.skills.policies import PolicySet
 
@@ -124,6 +129,8 @@ class AgentRunner:
         self.instructions: list[Instruction] = []
         self.segments: list[Segment] = []
         self.decisions: list[Decision] = []
+        self.decision_steps: list[int] = []
+        self.progress: list[Outcome] = []
         self.invalid_decisions = 0
         self.reactions: list[dict] = []
         self.step = 0  # the control step being run (for hooks that log, e.g. LLM faults)
@@ -133,7 +140,8 @@ class AgentRunner:
         observation = encode(world, self.config.encoder, self.tracker.recent)
         return PlanContext(world, observation, tuple(self.instructions), tuple(candidate_calls(world)),
                            current.call if current else None, step,
-                           observation_fixed=len(fixed_prefix(world, self.config.encoder)))
+                           observation_fixed=len(fixed_prefix(world, self.config.encoder)),
+                           progress=tuple(self.progress))
 
     def _apply(self, step: int, context: PlanContext, outcome: Decision | BaseException, latency_ms: float,
                current: ActiveSkill | None, reason: str) -> ActiveSkill:
@@ -151,9 +159,14 @@ class AgentRunner:
             decision = Decision(keep, {}, latency_ms, self.planner.name, fallback=f"{type(error).__name__}: {error}")
             self.log.emit("fallback", step, error=decision.fallback, kept=str(keep))
         self.decisions.append(decision)
-        self.log.emit("decision", step, reason=reason, instruction=context.instruction.text if context.instruction else None,
+        self.decision_steps.append(step)
+        instruction = context.instruction.text if context.instruction else None
+        self.log.emit("decision", step, reason=reason, instruction=instruction, progress=[str(o) for o in context.progress],
                       observation=context.observation, call=str(decision.call), scores=decision.scores, margin=decision.margin,
                       latency_ms=round(decision.latency_ms, 2), planner=decision.planner, tokens=decision.tokens)
+        if decision.call.name == "cannot":
+            self.log.emit("cannot", step, instruction=instruction,
+                          why=decision.rationale or f"no skill call here can follow {instruction!r}")
         if self.on_decision:
             self.on_decision(step, context, decision)
         active = start_skill(decision.call, context.world)
@@ -170,6 +183,7 @@ class AgentRunner:
                 continue
             ins, judge = self._judged(step, arrival.instruction, world)
             self.instructions.append(ins)
+            self.progress = []  # progress is the current instruction's only
             self.log.emit("instruction", step, text=ins.text, intent=ins.intent, source=ins.source)
             self.segments.append(Segment(ins, step, judge))
             pending.append({"text": ins.text, "arrival_step": step, "arrival_wall": time.perf_counter()})
@@ -223,6 +237,7 @@ class AgentRunner:
         Returns the summary.
         """
         self.env.reset(seed=seed, options=reset_options)
+        self.progress = []
         self.tracker = EventTracker(pad_radius=self.env.spec_.pad_radius)
         world = self.env.world_state()
         self.tracker.update(world)
@@ -263,7 +278,10 @@ class AgentRunner:
             if status is Status.SUCCESS and active.steps < self.config.min_skill_steps:
                 status = Status.RUNNING
             if status is not Status.RUNNING:
-                self.log.emit("skill_end", step, call=str(active.call), status=status.value, steps=active.steps)
+                outcome = Outcome(active.call, status is Status.SUCCESS, active.outcome(status))
+                self.progress.append(outcome)
+                self.log.emit("skill_end", step, call=str(active.call), status=status.value, steps=active.steps,
+                              outcome=outcome.text)
                 active = None
             if self.video is not None:
                 self._frame(active)

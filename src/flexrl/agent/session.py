@@ -185,7 +185,11 @@ def print_decision(write: Callable[[str], None] = print) -> Callable:
     def hook(step, context, decision) -> None:
         ins = context.instruction.text if context.instruction else "-"
         flag = f"  FALLBACK ({decision.fallback})" if decision.fallback else ""
-        write(f"[step {step:4d}] {ins!r} -> {decision.call}  margin {decision.margin:5.2f}  {decision.latency_ms:6.0f} ms{flag}")
+        verdict = {"done": "  (instruction complete)", "cannot": "  (no skill can follow it)"}.get(decision.call.name, "")
+        write(f"[step {step:4d}] {ins!r} -> {decision.call}{verdict}  margin {decision.margin:5.2f}  "
+              f"{decision.latency_ms:6.0f} ms{flag}")
+        if context.progress:
+            write(f"             done so far: {'; '.join(map(str, context.progress))}")
         write(f"             observation: {context.observation}")
     return hook
 

@@ -19,6 +19,7 @@ from flexrl.agent.event_log import EventLog
 from flexrl.agent.instructions import InstructionChannel
 from flexrl.agent.runner import ActionRequest, AgentConfig, AgentRunner, DecisionRequest
 from flexrl.agent.sanitise import sanitise
+from flexrl.bench.predicates import Segment
 from flexrl.bench.tasks import Task
 from flexrl.encoders.text import EncoderConfig
 from flexrl.envs.arena_env import ArenaEnv
@@ -46,15 +47,20 @@ class EpisodeResult:
     calls: list[str] = field(default_factory=list)
 
 
-def judge(task: Task, trajectory: list, arrivals: list[int]) -> list[bool | None]:
-    """Each instruction's checks over its segment of the trajectory (None: not judged)."""
+def judge(task: Task, trajectory: list, arrivals: list[int], decided: list[tuple[int, str]] = ()) -> list[bool | None]:
+    """Each instruction's checks over its segment of the trajectory (None: not judged).
+
+    ``decided`` is ``(step, call)`` of every decision; a segment carries the calls decided in it.
+    """
     verdicts: list[bool | None] = []
     bounds = [*arrivals, len(trajectory) - 1]
-    for ins, start, end in zip(task.instructions, bounds, bounds[1:]):
+    for i, (ins, start, end) in enumerate(zip(task.instructions, bounds, bounds[1:])):
         if not ins.success:
             verdicts.append(None)
             continue
-        segment = trajectory[start:end + 1]
+        stop = arrivals[i + 1] if i + 1 < len(arrivals) else float("inf")
+        calls = [call for step, call in decided if start <= step < stop]
+        segment = Segment(trajectory[start:end + 1], calls)
         verdicts.append(all(check(segment) for check in ins.success))
     return verdicts
 
@@ -75,9 +81,10 @@ class _Episode:
 
     def result(self, summary: dict) -> EpisodeResult:
         self.runner.log.close()
-        verdicts = judge(self.task, self.runner.trajectory, self.arrivals)
-        judged = [v for v in verdicts if v is not None]
         decisions = self.runner.decisions
+        decided = [(step, str(d.call)) for step, d in zip(self.runner.decision_steps, decisions)]
+        verdicts = judge(self.task, self.runner.trajectory, self.arrivals, decided)
+        judged = [v for v in verdicts if v is not None]
         return EpisodeResult(
             self.task.id, self.task.category, self.seed, self.task.solvable, bool(judged) and all(judged), verdicts,
             summary["steps"], len(decisions), summary["invalid_decisions"], summary["fallbacks"],

@@ -2,7 +2,9 @@
 
 Each predicate judges one instruction's segment: the world states from the step the instruction
 arrived to the step the next one arrived (or the episode ended). Thresholds default to the skills' own
-success criteria (``flexrl.skills.library``), so an oracle that picks the right skill can pass.
+success criteria (``flexrl.skills.library``), so an oracle that picks the right skill can pass. One
+predicate, ``refused``, reads the skill calls decided in the segment (structured calls, not text): a
+request no skill can follow is answered by ``cannot``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from flexrl.envs.world import COMPASS, WorldState
 from flexrl.skills.library import FOLLOW_RADIUS, REACH_RADIUS, TOUCH_MARGIN, WALL_MARGIN
 
 Trajectory = Sequence[WorldState]
+
+
+class Segment(list):
+    """A segment's world states, with the skill calls decided in it (``calls``, in order)."""
+
+    def __init__(self, states, calls=()) -> None:
+        super().__init__(states)
+        self.calls: tuple[str, ...] = tuple(calls)
 
 
 def _distance(world: WorldState, name: str) -> float:
@@ -90,8 +100,15 @@ def never_touched(seg: Trajectory, target: str = "ball") -> bool:
     return not any(w.touching_ball for w in seg) if target == "ball" else not reached(seg, target)
 
 
+def refused(seg: Trajectory) -> bool:
+    """The planner answered ``cannot`` and never chose a skill instead (every call decided in the segment)."""
+    calls = getattr(seg, "calls", ())
+    return bool(calls) and all(call == "cannot" for call in calls)
+
+
 PREDICATES: dict[str, Callable[..., bool]] = {
-    f.__name__: f for f in (reached, reached_in_order, moved, kept_away, followed, stopped, stayed_near_start, never_touched)
+    f.__name__: f
+    for f in (reached, reached_in_order, moved, kept_away, followed, stopped, stayed_near_start, never_touched, refused)
 }
 
 

@@ -54,7 +54,7 @@ class EvalAppConfig:
     bar: float = 0.95
 
     def __post_init__(self) -> None:
-        from flexrl.skills.library import SKILLS
+        from flexrl.skills.library import MOTOR_SKILLS as SKILLS
 
         unknown = [name for name in self.skills if name not in SKILLS]
         if unknown:

@@ -25,6 +25,24 @@ class Instruction:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What came of a skill run under the current instruction, as its success detector saw it.
+
+    Attributes:
+        call: the skill call that ran.
+        success: whether its success criterion was met.
+        text: the outcome in words ("reached", "lost the ball"; ``flexrl.skills.library.OUTCOMES``).
+    """
+
+    call: SkillCall
+    success: bool
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.call}: {self.text}"
+
+
+@dataclass(frozen=True)
 class PlanContext:
     """What a planner may look at when deciding.
 
@@ -35,6 +53,8 @@ class PlanContext:
         candidates: the valid skill calls to choose from.
         current: the skill running now, if any.
         step: control step.
+        progress: the outcomes of the skills run under the current instruction, oldest first (earlier
+            instructions' outcomes are not here: showing them made the model ignore switches).
         observation_fixed: how many leading characters of ``observation`` stay the same through the
             episode (e.g. the pads, which never move; see :func:`flexrl.encoders.fixed_prefix`). A planner
             may cache them with its prompt prefix; 0 says nothing is known to be fixed. The cut should
@@ -48,6 +68,7 @@ class PlanContext:
     current: SkillCall | None = None
     step: int = 0
     observation_fixed: int = 0
+    progress: tuple[Outcome, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.observation_fixed <= len(self.observation):

@@ -11,6 +11,7 @@ from flexrl.skills.library import SKILLS, SkillCall
 
 PLANNERS = ("llm", "oracle", "random")
 CALL_SCORING = ("whole", "naming_word", "distinguishing")
+PROMPTS = ("auto", "chat", "menu")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class PlannerConfig:
             function is given.
         examples: few-shot examples added to the system text, instruction -> skill call
             (``{"Avoid the ball!": "avoid(ball)"}``).
+        prompt: "chat" (system text with the skills, whole calls scored, calibrated: the untrained model's),
+            "menu" (the short prompt ``flexrl distill`` trains on: calls under letters, one letter scored;
+            ``flexrl.planners.menu_prompt``) or "auto": the format the LLM's adapter was trained on, "chat"
+            without an adapter.
     """
 
     name: str = "llm"
@@ -44,8 +49,11 @@ class PlannerConfig:
     calls: str = "naming_word"
     affordance_weight: float = 1.0
     examples: dict[str, str] = field(default_factory=dict)
+    prompt: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"planner.prompt={self.prompt!r}; allowed: {', '.join(PROMPTS)}")
         if self.name not in PLANNERS:
             raise ValueError(f"planner={self.name!r}; allowed: {', '.join(PLANNERS)}")
         if not isinstance(self.calibrate, bool):

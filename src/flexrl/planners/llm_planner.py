@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Callable
 
 from flexrl.llm.base import LLMBackend, LLMError
+from flexrl.planners import menu_prompt
 from flexrl.planners.base import Decision, PlanContext
 from flexrl.planners.config import PlannerConfig
 from flexrl.skills.library import SKILLS, SkillCall
@@ -61,6 +62,11 @@ class LLMPlanner:
         self.backend = backend
         self.config = config or PlannerConfig()
         self.affordance = affordance
+        card = getattr(backend, "adapter_card", None)
+        self.format = self.config.prompt if self.config.prompt != "auto" else ("menu" if card is not None else "chat")
+        if card is not None and self.format == "menu" and card.prompt != menu_prompt.FORMAT:
+            raise ValueError(f"adapter {card.path} was trained on prompt {card.prompt!r}; allowed: {menu_prompt.FORMAT!r} "
+                             "(or planner.prompt=chat)")
         self._calibration: dict[tuple[str, ...], list[float]] = {}
         self._system_cache: dict[tuple[str, ...], str] = {}
         self._scored_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
@@ -83,11 +89,13 @@ class LLMPlanner:
         return self._system_cache[key]
 
     def user_text(self, context: PlanContext) -> str:
-        """The variable part: earlier instructions, the current one, the observation."""
+        """The variable part: earlier instructions, the current one, its progress, the observation."""
         earlier = [i.text for i in context.instructions[:-1]][-self.config.history :] if self.config.history else []
         history = "".join(f"Earlier instruction: {t}\n" for t in earlier)
         current = context.instruction.text if context.instruction else "none"
-        return _template("user.txt").format(history=history, instruction=current, observation=context.observation)
+        progress = f"Done so far: {menu_prompt.progress_text(context.progress)}\n" if context.progress else ""
+        return _template("user.txt").format(history=history, instruction=current, progress=progress,
+                                            observation=context.observation)
 
     def prompt(self, context: PlanContext) -> tuple[str, str]:
         """The full prompt and the prefix the backend caches: everything up to the observation's label,
@@ -121,7 +129,7 @@ class LLMPlanner:
     def _content_free(self, context: PlanContext, scored: list[str]) -> list[float]:
         key = tuple(scored)
         if key not in self._calibration:
-            user = _template("user.txt").format(history="", instruction=CONTENT_FREE, observation=CONTENT_FREE)
+            user = _template("user.txt").format(history="", instruction=CONTENT_FREE, progress="", observation=CONTENT_FREE)
             full, prefix = self._split(self.system_text(context.candidates), user)
             calibration = [s.logprob for s in self.backend.score_options(full, scored, cache_prefix=prefix)]
             self._calibration[key] = self._finite(calibration, scored, "content-free")
@@ -145,12 +153,12 @@ class LLMPlanner:
         """
         start = time.perf_counter()
         options = [str(c) for c in context.candidates]
-        scored = self._scored(options)
-        full, prefix = self.prompt(context)
+        full, prefix, scored = self._request(context)
         raw = self.backend.score_options(full, scored, cache_prefix=prefix)
         scores = [s.logprob for s in raw]
         # Constrained-choice backends score 0 for their pick and a floor for the rest: nothing to calibrate.
-        if self.config.calibrate and getattr(self.backend, "likelihoods", True):
+        # The menu format's model was trained on it: its scores need no calibration.
+        if self.config.calibrate and self.format == "chat" and getattr(self.backend, "likelihoods", True):
             scores = [s - c for s, c in zip(scores, self._content_free(context, scored))]
         if self.affordance is not None:
             scores = [s + self.config.affordance_weight * self.affordance(context, c) for s, c in zip(scores, context.candidates)]
@@ -178,9 +186,7 @@ class LLMPlanner:
 
         requests = []
         for context in contexts:
-            options = [str(c) for c in context.candidates]
-            scored = self._scored(options)
-            full, prefix = self.prompt(context)
+            full, prefix, scored = self._request(context)
             requests.append(ScoreRequest(full, tuple(scored), prefix))
         answers = dict(zip(requests, scorer.score_requests(requests)))
         backend = self.backend
@@ -196,18 +202,21 @@ class LLMPlanner:
         except LLMError as err:
             return err
 
+    def _request(self, context: PlanContext) -> tuple[str, str, list[str]]:
+        """The prompt, the prefix to cache and the texts scored for the candidates, in the planner's format."""
+        if self.format == "menu":
+            menu = menu_prompt.for_context(context)
+            return menu.text, menu.cache_prefix, list(menu.labels)
+        full, prefix = self.prompt(context)
+        return full, prefix, self._scored([str(c) for c in context.candidates])
+
     def _batch_scorer(self):
         if not hasattr(self, "_scorer"):
-            from flexrl.llm.transformers_backend import TransformersBackend
-
-            self._scorer = None
-            if isinstance(self.backend, TransformersBackend):
-                from flexrl.llm.batching import BatchScorer
-
-                # Room for every environment's prompt (~290 tokens each, 16 environments in `flexrl bench`) and
-                # the previous tick's: with the default 4096 tokens some episodes lost their cached pads each
-                # tick, and the suite took 3 min 52 s instead of 3 min 37 s (docs/bench.md; at most ~370 MB of KV).
-                self._scorer = BatchScorer(self.backend, cache_tokens=_BATCH_CACHE_TOKENS)
+            make = getattr(self.backend, "batch_scorer", None)
+            # Room for every environment's prompt (~290 tokens each, 16 environments in `flexrl bench`) and
+            # the previous tick's: with the default 4096 tokens some episodes lost their cached pads each
+            # tick, and the suite took 3 min 52 s instead of 3 min 37 s (docs/bench.md; at most ~370 MB of KV).
+            self._scorer = make(_BATCH_CACHE_TOKENS) if callable(make) else None
         return self._scorer
 
 

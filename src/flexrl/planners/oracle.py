@@ -6,66 +6,71 @@ import time
 
 import numpy as np
 
-from flexrl.planners.base import Decision, Instruction, PlanContext
-from flexrl.skills.library import REACH_RADIUS, SkillCall
+from flexrl.planners.base import Decision, Outcome, PlanContext
+from flexrl.skills.library import VERDICTS, SkillCall
 
 STOP = SkillCall("stop")
+DONE = SkillCall("done")
+CANNOT = SkillCall("cannot")
 SEQUENCE_SEPARATOR = ";"
-# A go_to step of a sequence counts as done once the agent is this close to its target.
-_DONE_RADIUS = REACH_RADIUS + 0.15
+DURATIVE = ("follow", "avoid")
+"""Skills that never complete an instruction: once their last step holds, the oracle keeps them going."""
+
+
+def oracle_call(intent: str | None, progress: tuple[Outcome, ...], candidates: tuple[SkillCall, ...]) -> SkillCall:
+    """The call that follows ``intent`` given what has been done under it (the skills' success detectors).
+
+    An intent is one call or a sequence ``"go_to(red_pad); go_to(blue_pad)"``: the steps the progress
+    shows succeeded, in order (other outcomes in between are ignored), are done, and the next one is
+    wanted. When every step is done the instruction is complete: ``done``, except after ``follow`` or
+    ``avoid``, which go on until another instruction. ``cannot`` (or ``done``) as the intent is itself the
+    answer; an intent that is not a valid call here, or none at all, gets ``cannot`` (``stop`` where the
+    candidates have no verdict calls).
+    """
+    refuse = CANNOT if CANNOT in candidates else STOP
+    if not intent:
+        return refuse
+    try:
+        steps = [SkillCall.parse(part.strip()) for part in intent.split(SEQUENCE_SEPARATOR)]
+    except ValueError:
+        return refuse
+    if any(step not in candidates for step in steps):
+        return refuse
+    completed = 0
+    for outcome in progress:
+        if completed < len(steps) and outcome.success and outcome.call == steps[completed]:
+            completed += 1
+    if completed < len(steps):
+        return steps[completed]
+    last = steps[-1]
+    if last.name in DURATIVE or last.name in VERDICTS or DONE not in candidates:
+        return last
+    return DONE
 
 
 class OraclePlanner:
-    """Chooses the instruction's machine-readable intent; ``stop`` when there is none or it is not valid here.
+    """Chooses what the instruction's machine-readable intent asks for, step by step (:func:`oracle_call`).
 
-    An intent may be a sequence, ``"go_to(red_pad); go_to(blue_pad)"``: the oracle runs its steps in order,
-    moving on once a ``go_to`` step's target is reached, and holds the last. It sees the structured
-    world and the intent, never the instruction's words, so it bounds what any planner using these
-    skills can achieve.
+    It sees the structured intent and the outcomes of the skills run under it, never the instruction's
+    words, so it bounds what any planner using these skills can achieve; ``flexrl distill`` uses it as the
+    teacher.
     """
 
     name = "oracle"
 
-    def __init__(self) -> None:
-        self._progress: dict[Instruction, int] = {}
-
     def fork(self, seed: int = 0) -> "OraclePlanner":
-        """A fresh oracle (sequence progress is per episode)."""
+        """A fresh oracle (it keeps no state: progress comes with the context)."""
         return OraclePlanner()
 
     def decide(self, context: PlanContext) -> Decision:
         start = time.perf_counter()
         instruction = context.instruction
-        call = STOP
-        if instruction is not None and instruction.intent:
-            call = self._wanted(instruction, context)
-            call = call if call in context.candidates else STOP
+        if instruction is None:  # nothing asked yet
+            call = STOP
+        else:
+            call = oracle_call(instruction.intent, context.progress, context.candidates)
         scores = {str(c): float(c == call) for c in context.candidates}
         return Decision(call, scores, (time.perf_counter() - start) * 1e3, self.name)
-
-    def _wanted(self, instruction: Instruction, context: PlanContext) -> SkillCall:
-        try:
-            steps = [SkillCall.parse(part.strip()) for part in instruction.intent.split(SEQUENCE_SEPARATOR)]
-        except ValueError:
-            return STOP
-        done = self._progress.get(instruction, 0)
-        while done < len(steps) and _reached(steps[done], context):
-            done += 1
-            if len(steps) == 1:  # a single intent is kept, not finished
-                done = 0
-                break
-        self._progress[instruction] = done
-        return steps[min(done, len(steps) - 1)]  # a finished sequence holds its last step
-
-
-def _reached(call: SkillCall, context: PlanContext) -> bool:
-    if call.name != "go_to" or not call.args:
-        return False
-    try:
-        target = context.world.position_of(call.args[0])
-    except ValueError:
-        return False
-    return float(np.linalg.norm(context.world.agent.pos - target)) <= _DONE_RADIUS
 
 
 class RandomPlanner:

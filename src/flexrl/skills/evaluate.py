@@ -12,7 +12,7 @@ import numpy as np
 
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.skills.cases import sample_case
-from flexrl.skills.library import SKILLS, ActiveSkill, Status, start_skill
+from flexrl.skills.library import MOTOR_SKILLS as SKILLS, ActiveSkill, Status, start_skill
 from flexrl.skills.policies import PolicySet
 
 

@@ -1,8 +1,13 @@
-"""Skill specifications: name, description, arguments, policy family, goal builder and ending.
+"""Skill specifications: name, description, arguments, policy family, goal builder, ending and outcome.
 
 A skill call such as ``go_to(red_pad)`` starts an :class:`ActiveSkill` that turns each world state into
-the input of its policy family and says when the skill has ended (success or timeout). Success criteria
-are stated here, once, and quoted in docs/skills.md.
+the input of its policy family and says when the skill has ended (success or timeout), and in words what
+came of it (:meth:`ActiveSkill.outcome`: "reached", "lost the ball"): the runner feeds that back to the
+planner. Success criteria are stated here, once, and quoted in docs/skills.md.
+
+Besides the motor skills, two *verdict* calls join every candidate set: ``done`` (the instruction is
+complete) and ``cannot`` (no skill call can follow it). Both hold the agent where it is until the next
+instruction; ``flexrl eval`` measures motor skills only (:data:`MOTOR_SKILLS`).
 """
 
 from __future__ import annotations
@@ -111,6 +116,10 @@ class ActiveSkill:
         """Whether a skill that runs for a duration (follow, avoid) met its criterion over its run so far."""
         return False
 
+    def outcome(self, status: Status) -> str:
+        """What came of the skill, in a few words, for a skill that ended with ``status``."""
+        return OUTCOMES.get((self.call.name, status), status.value)
+
 
 @dataclass
 class ReachPointSkill(ActiveSkill):
@@ -187,6 +196,32 @@ class StopSkill(ActiveSkill):
         return world.agent.speed < 0.05 and float(np.linalg.norm(world.agent.pos - self.anchor)) < 0.4
 
 
+@dataclass
+class HoldSkill(StopSkill):
+    """``done`` and ``cannot``: hold the position where the call was made until the next instruction."""
+
+    def _succeeded(self, world):
+        return False
+
+
+OUTCOMES: dict[tuple[str, Status], str] = {
+    ("move", Status.SUCCESS): "moved",
+    ("move", Status.TIMEOUT): "did not get there",
+    ("go_to", Status.SUCCESS): "reached",
+    ("go_to", Status.TIMEOUT): "did not reach it",
+    ("follow", Status.SUCCESS): "kept close",
+    ("follow", Status.TIMEOUT): "lost the ball",
+    ("avoid", Status.SUCCESS): "kept away",
+    ("avoid", Status.TIMEOUT): "got too close",
+    ("stop", Status.SUCCESS): "stopped",
+    ("stop", Status.TIMEOUT): "still moving",
+}
+"""The words the runner reports when a skill ends (``ActiveSkill.outcome``)."""
+
+VERDICTS = ("done", "cannot")
+"""Calls that judge the instruction instead of moving: hold position until the next instruction."""
+
+
 @dataclass(frozen=True)
 class SkillSpec:
     """What the planner sees of a skill, and how a call of it starts.
@@ -245,6 +280,8 @@ class SkillSpec:
             return cls(**common, target=obj)
         if self.name == "stop":
             return StopSkill(**common, anchor=world.agent.pos.copy())
+        if self.name in VERDICTS:
+            return HoldSkill(**common, anchor=world.agent.pos.copy())
         raise ValueError(f"no goal builder for skill {self.name!r}")
 
 
@@ -256,8 +293,12 @@ SKILLS: dict[str, SkillSpec] = {
         SkillSpec("follow", "stay close to a moving object", ("object",), "reach", 100),
         SkillSpec("avoid", "run away from an object and keep away from it", ("object",), "avoid", 100),
         SkillSpec("stop", "stand still", (), "reach", 40),
+        SkillSpec("done", "the instruction is complete: stay where you are", (), "reach", 10**6),
+        SkillSpec("cannot", "no skill can follow the instruction (e.g. it names something not here)", (), "reach", 10**6),
     ]
 }
+MOTOR_SKILLS: dict[str, SkillSpec] = {name: spec for name, spec in SKILLS.items() if name not in VERDICTS}
+"""The skills that move the agent with a policy and a success criterion (what ``flexrl eval`` measures)."""
 
 
 def start_skill(call: SkillCall, world: WorldState) -> ActiveSkill:
