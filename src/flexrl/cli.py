@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "run the LLM-driven agent for one episode: the demo (Hydra app)",
     "eval": "measure skill success rates over seeded episodes (Hydra app)",
     "bench": "the instruction-following benchmark: task suite x planners -> report (Hydra app)",
+    "distill": "fine-tune the planner LLM on oracle-labelled simulator data with DAgger rounds (Hydra app)",
     "runs": "list, show and compare runs in the workspace",
     "convert": "turn SB3 PPO zips into weights-only policies (safetensors + JSON) without running their pickles",
     "serve": "serve a local model through an OpenAI-compatible API on 127.0.0.1 (batched)",
@@ -27,7 +28,7 @@ COMMANDS = {
     "launch": "multi-GPU inference: vLLM presets with tensor parallelism, or transformers under torchrun",
     "k8s": "submit, inspect and follow training, sweep and serving jobs on Kubernetes",
 }
-HYDRA_APPS = ("train", "run", "eval", "bench")
+HYDRA_APPS = ("train", "run", "eval", "bench", "distill")
 USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
 
 
@@ -239,7 +240,37 @@ def _bench(cfg) -> dict:
     return {"run": str(run.path), "summaries": summaries}
 
 
-WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval, "bench": _bench}
+def _distill(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    from flexrl.config.validate import load_run_config
+    from flexrl.distill.pipeline import Pipeline
+    from flexrl.runs.atomic import write_text
+    from flexrl.runs.run_dir import RunDir, recorded_status
+
+    if cfg.resume:  # the stored config wins, but for settings that change no result (threads, where to export)
+        run = RunDir.open(cfg.resume)
+        settings = load_run_config(run.path / "config.yaml", "distill")
+        given = {_override_key(o) for o in _overrides()}
+        for key in sorted(given & {"lora.threads", "n_envs", "export"}):
+            section, _, name = key.rpartition(".")
+            setattr(settings.lora if section else settings, name, OmegaConf.select(cfg, key))
+        ignored = sorted(given - {"resume", "lora.threads", "n_envs", "export"})
+        if ignored:
+            print(f"flexrl distill: resuming keeps the run's config; ignored: {', '.join(ignored)}")
+        run.reopen(_command("distill"))
+    else:
+        settings = OmegaConf.to_object(cfg)
+        run = _create_run(settings.experiment, kind="distill")
+        write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"flexrl distill: run {run.path}")
+    with recorded_status(run):
+        state = Pipeline(settings, run).run_all()
+    print(f"flexrl distill: {state['total_minutes']} min; adapter {run.path / 'adapter'}")
+    return state
+
+
+WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval, "bench": _bench, "distill": _distill}
 
 
 # ------------------------------------------------------------------------------------------ plumbing

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 
 from flexrl.agent.runner import AgentConfig
 from flexrl.agent.session import RunConfig
+from flexrl.distill.pipeline import DistillConfig
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.config import PlannerConfig
 from flexrl.runs.config import ExperimentConfig, check_seed
@@ -127,7 +128,8 @@ def _positive(name: str, value: object) -> None:
         raise ValueError(f"{name}={value!r}; allowed: a positive integer")
 
 
-SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig}
+SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig,
+                           "distill": DistillConfig}
 
 
 def register() -> None:
