@@ -30,6 +30,8 @@ from flexrl.skills.library import ActiveSkill, SkillCall, Status, candidate_call
 from flexrl.skills.policies import PolicySet
 
 WORLD_EVENTS = ("ball_hit", "pad_reached")
+VERDICT_CAPTIONS = {"done": " (instruction complete)", "cannot": " (no skill can follow it)"}
+"""What the console line and the video caption add to a verdict call."""
 
 
 class InvalidDecisionError(RuntimeError):
@@ -294,7 +296,8 @@ class AgentRunner:
 
     def _frame(self, active: ActiveSkill | None) -> None:
         ins = self.instructions[-1].text if self.instructions else "-"
-        skill = str(active.call) if active else (str(self.decisions[-1].call) if self.decisions else "-")
+        call = active.call if active else (self.decisions[-1].call if self.decisions else None)
+        skill = f"{call}{VERDICT_CAPTIONS.get(call.name, '')}" if call else "-"
         self.video.add(self.env.render(), [f"instruction: {ins}", f"skill: {skill}"])
 
     def summary(self, steps: int) -> dict:

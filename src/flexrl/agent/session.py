@@ -18,7 +18,7 @@ import yaml
 from flexrl.agent.event_log import EventLog
 from flexrl.agent.instructions import InstructionChannel, ScheduledInstruction, parse_schedule_item
 from flexrl.agent.intents import IntentChecker, arena_world
-from flexrl.agent.runner import AgentConfig, AgentRunner
+from flexrl.agent.runner import VERDICT_CAPTIONS, AgentConfig, AgentRunner
 from flexrl.agent.sanitise import sanitise
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.envs.config import EnvConfig, RobotConfig
@@ -185,7 +185,7 @@ def print_decision(write: Callable[[str], None] = print) -> Callable:
     def hook(step, context, decision) -> None:
         ins = context.instruction.text if context.instruction else "-"
         flag = f"  FALLBACK ({decision.fallback})" if decision.fallback else ""
-        verdict = {"done": "  (instruction complete)", "cannot": "  (no skill can follow it)"}.get(decision.call.name, "")
+        verdict = VERDICT_CAPTIONS.get(decision.call.name, "")
         write(f"[step {step:4d}] {ins!r} -> {decision.call}{verdict}  margin {decision.margin:5.2f}  "
               f"{decision.latency_ms:6.0f} ms{flag}")
         if context.progress:
