@@ -146,8 +146,8 @@ class Pipeline:
         rng = np.random.default_rng([self.cfg.experiment.seed, len(self.state["stages"]), 7])
         enc_new, enc_old = self._encode(new), self._encode(old)
         new_size = size if not old else size // 2
-        it_new = batches(len(enc_new), new_size, rng)
-        it_old = batches(len(enc_old), size - new_size, rng) if old else None
+        it_new = batches(len(enc_new), new_size, rng, [len(e.ids) for e in enc_new])
+        it_old = batches(len(enc_old), size - new_size, rng, [len(e.ids) for e in enc_old]) if old else None
         for _ in range(first):  # the batches already trained on, before a kill
             next(it_new)
             if it_old is not None:

@@ -249,14 +249,22 @@ class Student:
         return directory
 
 
-def batches(n: int, size: int, rng: np.random.Generator):
-    """Endless shuffled index batches over ``n`` items (drawn with replacement when ``n < size``)."""
+def batches(n: int, size: int, rng: np.random.Generator, lengths: Sequence[int] | None = None):
+    """Endless shuffled index batches over ``n`` items (drawn with replacement when ``n < size``).
+
+    With ``lengths``, each batch holds items of similar length (sorted with random tie-breaking, cut into
+    batches, batches shuffled): padding to the longest prompt of a batch cost about 40% of a step's tokens.
+    """
     if n == 0:
         raise ValueError("no examples to train on")
     while True:
         if n < size:
             yield rng.choice(n, size)
             continue
-        order = rng.permutation(n)
-        for start in range(0, n - size + 1, size):
-            yield order[start : start + size]
+        if lengths is None:
+            order = rng.permutation(n)
+        else:
+            order = np.lexsort((rng.random(n), np.asarray(lengths)))
+        chunks = [order[start : start + size] for start in range(0, n - size + 1, size)]
+        for i in rng.permutation(len(chunks)):
+            yield chunks[i]
