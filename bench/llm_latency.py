@@ -27,7 +27,7 @@ from flexrl.encoders.text import ENCODERS
 from flexrl.llm.transformers_backend import TransformersBackend
 from flexrl.planners.base import Instruction, PlanContext
 from flexrl.planners.config import CALL_SCORING, PlannerConfig
-from flexrl.planners.llm_planner import LLMPlanner
+from flexrl.planners.llm_planner import LLMPlanner, distinguishing_prefixes, naming_word_prefixes
 from flexrl.skills.library import SkillCall, candidate_calls
 
 BAR_P50_MS, BAR_P95_MS = 250, 400
@@ -104,7 +104,8 @@ def main() -> None:
                 same += call == decision.call
 
     calls = [str(c) for c in context.candidates]
-    scored = [backend.encode(o) for o in planner._scored(calls)]
+    cut = {"whole": list, "naming_word": naming_word_prefixes, "distinguishing": distinguishing_prefixes}[args.calls]
+    scored = [backend.encode(o) for o in cut(calls)]
     nodes = {tuple(ids[:end]) for ids in scored for end in range(1, len(ids))}
     print(f"model            {backend.name}  ({args.threads} torch thread(s), body weights {backend.weights})")
     print(f"load             cold {cold_seconds:.1f} s (GGUF -> cache), warm {warm.load_seconds:.1f} s")

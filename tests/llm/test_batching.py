@@ -34,13 +34,32 @@ def test_batched_scores_equal_score_options(local_backend, planner_requests):
     expected = [local_backend.score_options(r.prompt, list(r.options), r.cache_prefix) for r in requests]
     scorer = BatchScorer(local_backend)
     assert_same_scores(scorer.score_requests(requests), expected)
-    # Again, now from the prefix cache: same scores, and of each prompt only its last token is fed
-    # again (its output predicts the options), then one token per option-trie node.
+    # Again, now from the prefix cache: same scores, and only the option tries are fed (the cache keeps
+    # each prompt's next-token log-probs, which predict the options' first tokens).
     fed = scorer.fed_tokens
     assert_same_scores(scorer.score_requests(requests), expected)
     trie_nodes = [{tuple(ids[:k]) for ids in map(local_backend.encode, r.options) for k in range(1, len(ids))}
                   for r in requests if r.options]
-    assert scorer.fed_tokens - fed == sum(1 + len(nodes) for nodes in trie_nodes)
+    assert scorer.fed_tokens - fed == sum(len(nodes) for nodes in trie_nodes)
+
+
+def test_single_requests_and_a_batch_share_one_engine(local_backend, planner_requests):
+    requests = planner_requests(range(30, 34))
+    scorer = local_backend.batch_scorer(cache_tokens=8192)
+    assert scorer.engine is local_backend.engine
+    local_backend.engine.clear_cache()
+    single = [local_backend.score_options(r.prompt, list(r.options), r.cache_prefix) for r in requests]
+    batched = scorer.score_requests(requests)
+    assert_same_scores(batched, single)
+    # The batch kept every whole prompt, with its next-token log-probs: one by one, each request now
+    # feeds its option trie only, and scores the same.
+    fed = local_backend.engine.fed_tokens
+    again = [local_backend.score_options(r.prompt, list(r.options), r.cache_prefix) for r in requests]
+    trie_nodes = [{tuple(ids[:k]) for ids in map(local_backend.encode, r.options) for k in range(1, len(ids))}
+                  for r in requests]
+    assert local_backend.engine.fed_tokens - fed == sum(len(nodes) for nodes in trie_nodes)
+    assert_same_scores(again, single)
+    local_backend.engine.clear_cache()
 
 
 def test_shared_prefix_is_computed_once_per_batch(local_backend, planner_requests):

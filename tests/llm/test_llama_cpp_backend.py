@@ -55,7 +55,7 @@ def test_a_recurring_prefix_is_not_run_again(backend, prompt):
     other = prompt.replace("(5, 3)", "(-7, 2)")
     cut = prompt.index("Observation:")
     backend.score_options(other, OPTIONS, cache_prefix=prompt[:cut])
-    assert backend.tokens_run - before < len(backend._encode(other)) // 2
+    assert backend.tokens_run - before < len(backend.encode(other)) // 2
 
 
 def test_grammar_choice_and_generation(prompt):

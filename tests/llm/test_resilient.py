@@ -98,10 +98,13 @@ def test_circuit_opens_skips_the_primary_and_recovers_after_a_trial():
     assert backend.score_options("p", [" a"])[0].logprob == -1.0  # the trial call succeeds
     assert backend.circuit == "closed" and primary.calls == 5
     # A failed trial opens the circuit again at once, without retries.
-    primary.script = [down()] * 3
-    backend._failures, backend.circuit, backend._opened_at = 2, "open", clock.now - 31
+    primary.script = [down()] * 5
+    for _ in range(2):
+        backend.score_options("p", [" a"])
+    assert backend.circuit == "open" and primary.calls == 9
+    clock.now += 31
     backend.score_options("p", [" a"])
-    assert backend.circuit == "open" and primary.calls == 6
+    assert backend.circuit == "open" and primary.calls == 10
 
 
 def test_a_call_past_its_deadline_is_abandoned_and_not_repeated_while_it_runs():

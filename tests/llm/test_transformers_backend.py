@@ -14,7 +14,9 @@ import torch
 
 from flexrl.llm.base import LLMBackend, LLMError, ModelLoadError
 from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
-from flexrl.llm.transformers_backend import _HAS_FBGEMM, TransformersBackend, first_non_finite
+from flexrl.llm.model_loading import HAS_FBGEMM, first_non_finite
+from flexrl.llm.tree_pass import chunked_linear
+from flexrl.llm.transformers_backend import TransformersBackend
 
 SYSTEM = (
     "You control a robot. Answer with one skill call.\n"
@@ -68,11 +70,16 @@ def test_chat_prompt_ends_with_generation_prompt(backend, prompts):
 
 def test_cached_and_uncached_scores_match(backend, prompts):
     prompt, prefix = prompts
-    cached = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    backend.engine.clear_cache()
     uncached = backend.score_options(prompt, OPTIONS)
-    for a, b in zip(cached, uncached, strict=True):
-        assert a.n_tokens == b.n_tokens
-        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+    assert backend.engine.cached_length(backend.encode(prompt)) == 0  # without a cache prefix nothing is kept
+    filling = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    cached = backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
+    assert backend.engine.cached_length(backend.encode(prompt)) == len(backend.encode(prefix))
+    for scores in (filling, cached):
+        for a, b in zip(scores, uncached, strict=True):
+            assert a.n_tokens == b.n_tokens
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
 
 
 def test_scores_match_plain_forward(backend, prompts):
@@ -90,26 +97,40 @@ def test_scores_are_deterministic_and_memo_is_not_mutated(backend, prompts):
     assert backend.score_options(prompt, OPTIONS, cache_prefix=prefix) == first
 
 
-def test_a_new_prefix_runs_only_the_tokens_after_those_shared_with_a_memoised_one(backend, prompts, monkeypatch):
+def trie_nodes(backend, options) -> int:
+    """Option tokens a pass feeds: one per proper prefix the options' token ids have (their token trie)."""
+    return len({tuple(ids[:end]) for ids in map(backend.encode, options) for end in range(1, len(ids))})
+
+
+def test_a_new_prefix_runs_only_the_tokens_after_those_shared_with_a_kept_one(backend, prompts):
     prompt, prefix = prompts
-    backend._prefixes.clear()
+    backend.engine.clear_cache()
     backend.score_options(prompt, OPTIONS, cache_prefix=prefix)
     other = backend.chat_prompt(SYSTEM, "Instruction: Go north.\nObservation: Ball: (-3, 7)")
     longer = other[: other.index("Observation:")]
-    fed = []
-    forward = backend.model.forward
-    monkeypatch.setattr(backend.model, "forward", lambda *a, **k: fed.append(k["input_ids"].shape[1]) or forward(*a, **k))
+    fed = backend.engine.fed_tokens
     cached = backend.score_options(other, OPTIONS, cache_prefix=longer)
-    assert fed == [len(backend.encode(longer)) - len(backend.encode(prefix))]
-    for a, b in zip(cached, backend.score_options(other, OPTIONS), strict=True):
-        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+    prompt_ids = backend.encode(longer) + backend.encode(other[len(longer) :])
+    assert backend.engine.fed_tokens - fed == len(prompt_ids) - len(backend.encode(prefix)) + trie_nodes(backend, OPTIONS)
+    # Then the longer prefix is kept: the same prompt feeds its rest and the trie only.
+    fed = backend.engine.fed_tokens
+    again = backend.score_options(other, OPTIONS, cache_prefix=longer)
+    assert backend.engine.fed_tokens - fed == len(prompt_ids) - len(backend.encode(longer)) + trie_nodes(backend, OPTIONS)
+    backend.engine.clear_cache()
+    for a, b, c in zip(cached, again, backend.score_options(other, OPTIONS), strict=True):
+        assert a.logprob == pytest.approx(c.logprob, abs=1e-4) and b.logprob == pytest.approx(c.logprob, abs=1e-4)
 
 
 def test_prompt_equal_to_prefix(backend, prompts):
     _, prefix = prompts
-    cached = backend.score_options(prefix, [" a", " b c"], cache_prefix=prefix)
+    backend.engine.clear_cache()
     uncached = backend.score_options(prefix, [" a", " b c"])
-    assert [s.logprob for s in cached] == pytest.approx([s.logprob for s in uncached], abs=1e-4)
+    filling = backend.score_options(prefix, [" a", " b c"], cache_prefix=prefix)
+    fed = backend.engine.fed_tokens
+    cached = backend.score_options(prefix, [" a", " b c"], cache_prefix=prefix)
+    assert backend.engine.fed_tokens - fed == 1  # the prompt's next-token log-probs are kept: only " b" is fed
+    for scores in (filling, cached):
+        assert [s.logprob for s in scores] == pytest.approx([s.logprob for s in uncached], abs=1e-4)
 
 
 def test_n_tokens(backend):
@@ -173,7 +194,7 @@ def test_second_load_comes_from_cache(backend, cache_dir):
     assert [p.name for p in cache_dir.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.skipif(not _HAS_FBGEMM, reason="fp16 weights need torch's fbgemm (x86)")
+@pytest.mark.skipif(not HAS_FBGEMM, reason="fp16 weights need torch's fbgemm (x86)")
 def test_fp16_weights_pack_the_body_and_keep_the_scores(backend, cache_dir, prompts):
     assert backend.weights == "float16 (fbgemm)"
     assert not any(isinstance(m, torch.nn.Linear) for m in backend.model.model.modules())
@@ -192,8 +213,6 @@ def test_bad_cpu_weights_raise(tmp_path):
 
 
 def test_chunked_lm_head_matches_linear():
-    from flexrl.llm.transformers_backend import chunked_linear
-
     inputs, weight = torch.randn(7, 16), torch.randn(2500, 16)
     expected = torch.nn.functional.linear(inputs, weight)
     assert torch.allclose(chunked_linear(inputs, weight, chunk=1024), expected, atol=1e-5)
@@ -265,7 +284,7 @@ def test_a_corrupted_cache_is_rebuilt_once_with_one_warning(cache_dir, tmp_path,
     size = weights.stat().st_size
     poison_safetensors(weights, "model.norm.weight")
     assert weights.stat().st_size == size  # what a same-size corruption of the cache looks like
-    with caplog.at_level(logging.WARNING, logger="flexrl.llm.transformers_backend"):
+    with caplog.at_level(logging.WARNING, logger="flexrl.llm.model_loading"):
         rebuilt = TransformersBackend(cache_dir=tmp_path)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "\n" not in warning and f"{weights}: weight model.norm.weight is not finite" in warning
@@ -274,7 +293,7 @@ def test_a_corrupted_cache_is_rebuilt_once_with_one_warning(cache_dir, tmp_path,
     scores = rebuilt.score_options("Hello", [" a", " b c"])
     assert all(math.isfinite(s.logprob) for s in scores)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="flexrl.llm.transformers_backend"):
+    with caplog.at_level(logging.WARNING, logger="flexrl.llm.model_loading"):
         assert TransformersBackend(cache_dir=tmp_path).from_cache  # the rebuilt cache is sound
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

@@ -32,6 +32,8 @@ class LLMConfig:
         retries: extra attempts after a failed request.
         fallback: what a run does while the LLM is failing: "keep" (keep the running skill) or
             "embedded" (ask the embedded local model instead).
+        adapter: LoRA adapter merged into the transformers backend's model: null (the untrained model),
+            "shipped" (the planner adapter inside the package) or an adapter directory.
     """
 
     backend: str = "transformers"
@@ -45,6 +47,7 @@ class LLMConfig:
     timeout_s: float = 10.0
     retries: int = 2
     fallback: str = "keep"
+    adapter: Optional[str] = None
 
     def validate(self) -> None:
         """Raise a one-line ValueError naming a bad value and what is allowed."""
@@ -54,6 +57,11 @@ class LLMConfig:
             raise ValueError(f"llm dtype={self.dtype!r}; allowed: {', '.join(DTYPES)}")
         if self.threads < 1:
             raise ValueError(f"llm threads={self.threads!r}; allowed: a positive integer")
+        if self.adapter is not None and not isinstance(self.adapter, str):
+            raise ValueError(f"llm adapter={self.adapter!r}; allowed: null, shipped or an adapter directory")
+        if self.adapter is not None and self.backend != "transformers":
+            raise ValueError(f"llm adapter={self.adapter!r} needs backend=transformers, not {self.backend!r}; "
+                             "allowed: llm.adapter=null")
         if self.backend == "transformers":
             resolve_device(self.device, "llm.device")
 
@@ -100,10 +108,12 @@ def build_backend(cfg: LLMConfig) -> LLMBackend:
     """
     cfg.validate()
     if cfg.backend == "transformers":
+        from flexrl.llm.adapters import resolve_adapter
         from flexrl.llm.transformers_backend import TransformersBackend
 
         return TransformersBackend(model=cfg.model, cache_dir=cfg.cache_dir, dtype=cfg.dtype,
-                                   device=resolve_device(cfg.device, "llm.device"), threads=cfg.threads)
+                                   device=resolve_device(cfg.device, "llm.device"), threads=cfg.threads,
+                                   adapter=resolve_adapter(cfg.adapter))
     if cfg.backend == "llama_cpp":
         from flexrl.llm.llama_cpp_backend import LlamaCppBackend
 

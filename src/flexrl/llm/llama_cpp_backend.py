@@ -96,7 +96,8 @@ class LlamaCppBackend:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return self._chat(messages=messages).prompt
 
-    def _encode(self, text: str, special: bool = True) -> list[int]:
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        """Token ids of ``text`` (no BOS; special-token text parsed as special tokens unless ``special`` is False)."""
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special) if text else []
 
     def _run(self, ids: list[int]) -> None:
@@ -110,15 +111,15 @@ class LlamaCppBackend:
         """Score each option as the continuation of ``prompt`` (log-likelihood, or grammar choice)."""
         if not options:
             return []
-        option_ids = [self._encode(o, special=False) for o in options]
+        option_ids = [self.encode(o, special=False) for o in options]
         if not all(option_ids):
             raise ValueError("options must not be empty")
         if self.scoring == "grammar":
             return self._choose(prompt, options, option_ids)
         if cache_prefix and prompt.startswith(cache_prefix):
-            ids = self._encode(cache_prefix) + self._encode(prompt[len(cache_prefix) :])
+            ids = self.encode(cache_prefix) + self.encode(prompt[len(cache_prefix) :])
         else:
-            ids = self._encode(prompt)
+            ids = self.encode(prompt)
         if not ids:
             raise ValueError("prompt must not be empty")
         if len(ids) + max(map(len, option_ids)) > self._llm.n_ctx():
