@@ -45,6 +45,7 @@ def test_many_candidates_get_two_letter_labels():
 class Card:
     prompt: str = "menu/1"
     path: str = "adapter"
+    info: dict = None
 
 
 class MenuBackend:
@@ -80,3 +81,13 @@ def test_an_adapter_of_another_prompt_format_is_refused_in_one_line():
     with pytest.raises(ValueError, match="trained on prompt 'other/9'"):
         LLMPlanner(backend, PlannerConfig())
     assert LLMPlanner(backend, PlannerConfig(prompt="chat")).format == "chat"
+
+
+def test_an_arena_with_other_calls_than_the_adapter_was_trained_on_is_a_fault_not_a_wrong_letter():
+    from flexrl.llm.base import LLMError
+
+    backend = MenuBackend()
+    backend.adapter_card = Card()
+    backend.adapter_card.info = {"candidates": ["stop", "done", "cannot"]}
+    with pytest.raises(LLMError, match="trained on 3 calls"):
+        LLMPlanner(backend, PlannerConfig()).decide(_context("Avoid the ball!"))

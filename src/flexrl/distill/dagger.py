@@ -96,6 +96,6 @@ def run_round(student: Student, policies: PolicySet, n_episodes: int, seed: int,
     per_kind: dict[str, list[bool]] = {}
     for ex, ok in zip(examples, agree):
         per_kind.setdefault(ex.kind, []).append(ok)
-    figures = {"episodes": n_episodes, "decisions": len(agree), "agreement": float(np.mean(agree)) if agree else None,
+    figures = {"episodes": n_episodes, "decisions": len(agree), "agreement": round(float(np.mean(agree)), 4) if agree else None,
                "agreement_by_kind": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_kind.items())}}
     return examples, figures

@@ -55,13 +55,13 @@ class DistillConfig:
         resume: a distill run directory to continue.
     """
 
-    examples: int = 4000
+    examples: int = 3000
     rounds: int = 2
-    episodes: int = 96
-    first_steps: int = 220
-    round_steps: int = 80
+    episodes: int = 64
+    first_steps: int = 160
+    round_steps: int = 50
     checkpoint_every: int = 20
-    eval_examples: int = 300
+    eval_examples: int = 200
     n_envs: int = 16
     base_model: Optional[str] = None
     export: Optional[str] = None

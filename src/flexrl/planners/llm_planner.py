@@ -203,8 +203,17 @@ class LLMPlanner:
             return err
 
     def _request(self, context: PlanContext) -> tuple[str, str, list[str]]:
-        """The prompt, the prefix to cache and the texts scored for the candidates, in the planner's format."""
+        """The prompt, the prefix to cache and the texts scored for the candidates, in the planner's format.
+
+        Raises:
+            LLMError: the menu format with candidates other than those the adapter was trained on (its
+                letters would name other calls); the runner falls back.
+        """
         if self.format == "menu":
+            trained = (getattr(getattr(self.backend, "adapter_card", None), "info", None) or {}).get("candidates")
+            if trained and trained != [str(c) for c in context.candidates]:
+                raise LLMError(f"the adapter was trained on {len(trained)} calls ({', '.join(trained[:3])}, ...), this arena "
+                               f"offers {len(context.candidates)} others; allowed: the same calls, or planner.prompt=chat")
             menu = menu_prompt.for_context(context)
             return menu.text, menu.cache_prefix, list(menu.labels)
         full, prefix = self.prompt(context)
