@@ -3,7 +3,6 @@
 import re
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from flexrl.agent.intents import IntentChecker, arena_world
@@ -69,3 +68,18 @@ def test_dataset_files_and_datasheet_round_trip(tmp_path, examples):
     back = read_split(tmp_path, "train")
     assert back == [e for e in examples[:200] if e.split == "train"]
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_distill_settings_are_checked_in_one_line():
+    from flexrl.distill.pipeline import DistillConfig
+    from flexrl.distill.student import LoraConfig
+
+    with pytest.raises(ValueError, match=r"^first_steps=0; allowed: a positive integer$"):
+        DistillConfig(first_steps=0)
+    with pytest.raises(ValueError, match=r"^rounds=-1; allowed: an integer >= 0$"):
+        DistillConfig(rounds=-1)
+    with pytest.raises(ValueError, match=r"^distill.lora.rank=True; allowed: a positive integer$"):
+        LoraConfig(rank=True)
+    with pytest.raises(ValueError, match=r"^distill.lora.warmup=-2; allowed: an integer >= 0$"):
+        LoraConfig(warmup=-2)
+    assert DistillConfig(rounds=0, round_steps=0).rounds == 0

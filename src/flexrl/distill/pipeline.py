@@ -28,7 +28,7 @@ import numpy as np
 from flexrl.distill.data import Example, arena_calls, generate, read_split, write_dataset
 from flexrl.distill.student import LoraConfig, Student, batches
 from flexrl.runs.atomic import write_json
-from flexrl.runs.config import ExperimentConfig, TrackingConfig
+from flexrl.runs.config import ExperimentConfig, TrackingConfig, check_count
 from flexrl.runs.run_dir import RunDir
 
 PIPELINE = "pipeline.json"
@@ -72,13 +72,9 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         for name in ("examples", "episodes", "first_steps", "checkpoint_every", "eval_examples", "n_envs"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"{name}={value!r}; allowed: a positive integer")
+            check_count(name, getattr(self, name))
         for name in ("rounds", "round_steps"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-                raise ValueError(f"{name}={value!r}; allowed: an integer >= 0")
+            check_count(name, getattr(self, name), minimum=0)
 
 
 class Pipeline:

@@ -29,6 +29,7 @@ from transformers import DynamicCache
 from flexrl.llm.adapters import CARD, CARD_FORMAT
 from flexrl.planners.menu_prompt import FORMAT, MenuPrompt, labels
 from flexrl.runs.atomic import write_json
+from flexrl.runs.config import check_count
 from flexrl.skills.library import SkillCall
 
 
@@ -60,15 +61,12 @@ class LoraConfig:
 
     def __post_init__(self) -> None:
         for name in ("rank", "alpha", "batch_size", "threads"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"distill.lora.{name}={value!r}; allowed: a positive integer")
+            check_count(f"distill.lora.{name}", getattr(self, name))
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ValueError(f"distill.lora.learning_rate={self.learning_rate!r}; allowed: a number in (0, 1)")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"distill.lora.dropout={self.dropout!r}; allowed: a number in [0, 1)")
-        if not (isinstance(self.warmup, int) and self.warmup >= 0):
-            raise ValueError(f"distill.lora.warmup={self.warmup!r}; allowed: an integer >= 0")
+        check_count("distill.lora.warmup", self.warmup, minimum=0)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,13 @@ def check_seed(name: str, value: object, source: str = "") -> None:
         raise ValueError(f"{name}={value!r}{source}; allowed: an integer in [0, 2**32)")
 
 
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise a one-line ValueError unless ``value`` is an integer (not a bool) >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name}={value!r}; allowed: {allowed}")
+
+
 @dataclass
 class ExperimentConfig:
     """Where a run lives and how it is seeded.
