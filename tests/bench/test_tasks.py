@@ -125,6 +125,8 @@ BAD_TASKS = {  # the task's YAML lines after its id, the marker of the line repo
         "kept_away", "instructions.0.success.0.grace: longer than the episode, got 40; allowed: fewer than steps (30)"),
     "nothing to judge": ("category: object_goal\nsteps: 100\ninstructions:\n  - {text: Go}", "instructions:",
                          "instructions: no instruction has a success check, got nothing; allowed: at least one instruction"),
+    "a key holding a line break": ("category: object_goal\nsteps: 100\n? \"a\\nb\"\n: 1\n" + INSTRUCTIONS, "? ",
+                                   "'a\\nb': unknown key, got 'a\\nb'; allowed: id, category,"),
     "a path for an id": ("category: object_goal\nsteps: 100\n" + INSTRUCTIONS, "id:",
                          "id: not a plain name, got '../bad'; allowed: a name of 1 to 64 letters"),
 }

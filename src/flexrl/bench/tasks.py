@@ -197,11 +197,16 @@ def _line(doc: YamlDocument, i: int, raw: Any, problem: Problem) -> str:
     """``<file>:<line>: task '<id>': <key path>: <what>, got <value>; allowed: <...>``."""
     line, found = doc.locate(("tasks", i, *problem.loc))
     keys = [*found[2:], *problem.loc[-1:]] if found[-1:] != problem.loc[-1:] else found[2:]  # a missing key too
-    key = ".".join(map(str, keys))
+    key = ".".join(map(_key, keys))
     ident = raw.get("id") if isinstance(raw, dict) else None
     label = f"task {ident!r}" if isinstance(ident, str) and ident else f"task #{i + 1}"
     return (f"{doc.path}:{line}: {label}: {key + ': ' if key else ''}{problem.what}, got {_shown(problem.got)}; "
             f"allowed: {problem.allowed}")
+
+
+def _key(part: Any) -> str:
+    """One part of a key path: a name or an index as written, any other key quoted (it may hold a line break)."""
+    return part if isinstance(part, str) and part.isidentifier() else str(part) if isinstance(part, int) else repr(part)
 
 
 def _shown(value: Any) -> str:
