@@ -56,6 +56,14 @@ def test_held_out_templates_never_reach_training(examples):
     assert sum(e.split == "held_out" for e in examples) > 100
 
 
+def test_every_call_a_held_out_template_asks_for_is_also_trained(examples):
+    """Held-out templates hold out a wording, never a call: each common (kind of request, label) of theirs also
+    has training rows."""
+    trained = {(e.kind, e.label) for e in examples if e.split == "train"}
+    held_out = Counter((e.kind, e.label) for e in examples if e.split == "held_out")
+    assert {pair for pair, n in held_out.items() if n >= 5} - trained == set()
+
+
 def test_the_same_seed_makes_the_same_data():
     a, b = generate(50, seed=3), generate(50, seed=3)
     assert a == b and a != generate(50, seed=4)

@@ -55,11 +55,11 @@ class DistillConfig:
         resume: a distill run directory to continue.
     """
 
-    examples: int = 3000
+    examples: int = 6000
     rounds: int = 2
-    episodes: int = 64
-    first_steps: int = 160
-    round_steps: int = 50
+    episodes: int = 128
+    first_steps: int = 420
+    round_steps: int = 120
     checkpoint_every: int = 20
     eval_examples: int = 200
     n_envs: int = 16
