@@ -174,7 +174,7 @@ def _eval(cfg) -> float:
         success = {}
         for name in tqdm(settings.skills or list(SKILLS), desc="eval", unit="skill",
                          disable=not sys.stderr.isatty()):
-            r = evaluate_skill(policies, name, settings.episodes, seed=settings.experiment.seed)
+            r = evaluate_skill(policies, name, settings.episodes, seed=settings.experiment.seed, robot=settings.robot)
             success[name] = r.success_rate
             tqdm.write(f"{name:8s} success {r.success_rate:6.1%} ({r.successes}/{r.episodes}), mean {r.mean_steps:.0f} steps")
         write_json(run.path / "metrics.json", {"success": success, "episodes": settings.episodes,
@@ -226,7 +226,7 @@ def _bench(cfg) -> dict:
             start = time.perf_counter()
             results = evaluate(tasks, seeds, planner, policies, n_envs=settings.n_envs, batched=settings.batched,
                                encoder=settings.agent.encoder, events_dir=run.path / "events" / name,
-                               on_episode=lambda _: bar.update())
+                               on_episode=lambda _: bar.update(), robot=settings.robot)
             bar.close()
             summaries.append(summarise(label, results, time.perf_counter() - start))
             episodes[label] = results

@@ -8,16 +8,15 @@ a config error at start-up, a 400 over HTTP, a note in the event log from any ot
 
 from __future__ import annotations
 
-from flexrl.envs.arena_env import ArenaEnv
-from flexrl.envs.arena_model import ArenaSpec
+from flexrl.envs.registration import make_arena
 from flexrl.envs.world import WorldState
 from flexrl.planners.oracle import SEQUENCE_SEPARATOR
 from flexrl.skills.library import SKILLS, SkillCall, candidate_calls
 
 
-def arena_world(spec: ArenaSpec | None = None) -> WorldState:
-    """The world state of a fresh arena: the objects an intent may name are its objects."""
-    env = ArenaEnv(spec=spec)
+def arena_world(robot=None) -> WorldState:
+    """The world state of a fresh arena holding ``robot``: the objects an intent may name are its objects."""
+    env = make_arena(robot)
     try:
         return env.world_state()
     finally:

@@ -20,7 +20,7 @@ from flexrl.agent.instructions import InstructionChannel, ScheduledInstruction, 
 from flexrl.agent.intents import IntentChecker, arena_world
 from flexrl.agent.runner import VERDICT_CAPTIONS, AgentConfig, AgentRunner
 from flexrl.agent.sanitise import sanitise
-from flexrl.envs.arena_env import ArenaEnv
+from flexrl.envs.registration import make_arena
 from flexrl.envs.config import EnvConfig, RobotConfig
 from flexrl.llm.config import LLMConfig
 from flexrl.local_http import check_port
@@ -81,7 +81,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_port(self.http_port, "http_port", optional=True)
-        self.timeline(IntentChecker(arena_world(self.robot.spec())))
+        self.timeline(IntentChecker(arena_world(self.robot)))
 
     def timeline(self, intents: IntentChecker) -> list[ScheduledInstruction]:
         """The first instruction (at step 0) and the schedule, parsed and checked; not yet sanitised.
@@ -146,10 +146,11 @@ def run_agent(
     """
     planner = planner or build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
     policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies)
-    env = ArenaEnv(spec=cfg.robot.spec(), ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
+    env = make_arena(cfg.robot, ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
                    render_mode="rgb_array" if cfg.agent.record_video else None)
     channel = log = None
     try:
+        env.robot.check()  # e.g. a legged robot without its gait: one line before any run directory exists
         intents = IntentChecker(env.world_state())
         arrivals = [(s.step, sanitise(s.text, s.source, s.intent)) for s in cfg.timeline(intents)]
         channel = InstructionChannel(schedule=arrivals, stdin=stdin if cfg.stdin else None,

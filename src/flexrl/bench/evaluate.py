@@ -23,7 +23,9 @@ from flexrl.bench.predicates import Segment
 from flexrl.bench.tasks import Task
 from flexrl.encoders.text import EncoderConfig
 from flexrl.envs.arena_env import ArenaEnv
+from flexrl.envs.registration import make_arena
 from flexrl.planners.base import Decision, PlanContext, Planner
+from flexrl.robots import make_robot
 from flexrl.skills.policies import PolicySet
 
 
@@ -125,9 +127,12 @@ def evaluate(
     encoder: EncoderConfig | None = None,
     events_dir: str | Path | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
+    robot=None,
 ) -> list[EpisodeResult]:
-    """Run every task with every seed; results in (task, seed) order."""
+    """Run every task with every seed with ``robot`` (a robot, its config or name; None: the orb); results in
+    (task, seed) order."""
     encoder = encoder or EncoderConfig()
+    make_robot(robot).check()  # a robot that cannot act fails here, in one line, not mid-benchmark
     events = Path(events_dir) if events_dir else None
     if events:
         events.mkdir(parents=True, exist_ok=True)
@@ -141,18 +146,18 @@ def evaluate(
             on_episode(r)
 
     if not batched:
-        env = ArenaEnv()
+        env = make_arena(robot)
         for task, seed in jobs:
             ep = _Episode(task, seed, env, _planner_for(planner, seed), policies, encoder, events)
             done(ep, ep.runner.run(seed, ep.options))
         env.close()
     else:
-        _lockstep(jobs, planner, policies, encoder, events, max(1, n_envs), done)
+        _lockstep(jobs, planner, policies, encoder, events, max(1, n_envs), done, robot)
     return [results[(task.id, seed)] for task, seed in jobs]
 
 
-def _lockstep(jobs, planner, policies, encoder, events, n_envs, done) -> None:
-    envs = [ArenaEnv() for _ in range(min(n_envs, len(jobs)))]
+def _lockstep(jobs, planner, policies, encoder, events, n_envs, done, robot) -> None:
+    envs = [make_arena(robot) for _ in range(min(n_envs, len(jobs)))]
     free, queue = list(envs), list(jobs)
     live: list[_Slot] = []
     while queue or live:

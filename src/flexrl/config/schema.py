@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from flexrl.agent.runner import AgentConfig
 from flexrl.agent.session import RunConfig
 from flexrl.distill.pipeline import DistillConfig
+from flexrl.envs.config import RobotConfig
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.config import PlannerConfig
 from flexrl.runs.config import ExperimentConfig, check_seed
@@ -45,6 +46,7 @@ class EvalAppConfig:
         checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
         policies: per-family checkpoint directories that replace ``checkpoints`` for those families.
         bar: exit non-zero when any skill's success rate is below this.
+        robot: the body the skills run on.
     """
 
     experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="eval", seed=50_000))
@@ -53,6 +55,7 @@ class EvalAppConfig:
     checkpoints: Optional[str] = None
     policies: dict[str, str] = field(default_factory=dict)
     bar: float = 0.95
+    robot: RobotConfig = field(default_factory=RobotConfig)
 
     def __post_init__(self) -> None:
         from flexrl.skills.library import MOTOR_SKILLS as SKILLS
@@ -95,6 +98,7 @@ class BenchAppConfig:
         n_envs: environments stepped together in batched mode.
         batched: batch decisions and actions across environments (False: one episode after another).
         experiment: name, workspace.
+        robot: the body the skills run on.
     """
 
     planner: PlannerConfig = field(default_factory=PlannerConfig)
@@ -107,6 +111,7 @@ class BenchAppConfig:
     n_envs: int = 16
     batched: bool = True
     experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="bench"))
+    robot: RobotConfig = field(default_factory=RobotConfig)
 
     def __post_init__(self) -> None:
         from flexrl.bench.tasks import CATEGORIES

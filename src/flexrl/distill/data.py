@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from flexrl.distill.grammar import HELD_OUT, Generated, Grammar
-from flexrl.envs.arena_env import ArenaEnv
+from flexrl.envs.registration import make_arena
 from flexrl.planners.base import Outcome
 from flexrl.planners.menu_prompt import MenuPrompt, build
 from flexrl.planners.oracle import SEQUENCE_SEPARATOR, oracle_call
@@ -75,7 +75,7 @@ class Example:
 
 def arena_calls(seed: int = 0) -> tuple[SkillCall, ...]:
     """The candidate calls of the arena (every layout has the same objects, so the same calls)."""
-    env = ArenaEnv()
+    env = make_arena()
     try:
         env.reset(seed=seed)
         return tuple(candidate_calls(env.world_state()))

@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"ArenaEnv": "flexrl.envs.arena_env", "BodyState": "flexrl.envs.world", "COMPASS": "flexrl.envs.world",
-            "WorldState": "flexrl.envs.world", "register_envs": "flexrl.envs.registration"}
+            "WorldState": "flexrl.envs.world", "register_envs": "flexrl.envs.registration",
+            "make_arena": "flexrl.envs.registration"}
 
 __all__ = list(_EXPORTS)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from flexrl.envs.arena_model import ArenaSpec
-
-ROBOTS = ("orb",)
+from flexrl.robots import ROBOTS
 
 
 @dataclass
@@ -32,19 +31,21 @@ class EnvConfig:
 
 @dataclass
 class RobotConfig:
-    """The agent's body. Only the orb exists; the shipped skills were trained with these values.
+    """The agent's body (:mod:`flexrl.robots`); each robot takes the settings it names in ``SETTINGS``.
 
     Attributes:
-        name: body model ("orb": a sphere on two slide joints driven by two planar motors).
-        radius: metres.
-        force: newtons at action magnitude 1 on each axis.
-        damping: linear damping of the slide joints; with ``force`` it sets the top speed.
+        name: the robot ("orb": a sphere on two slide joints driven by two planar motors).
+        radius: the orb's radius, metres.
+        force: the orb's force in newtons at action magnitude 1 on each axis.
+        damping: linear damping of the orb's slide joints; with ``force`` it sets the top speed.
+        gait: a legged robot's gait checkpoint directory (None: the shipped one).
     """
 
     name: str = "orb"
     radius: float = 0.1
     force: float = 6.0
     damping: float = 4.0
+    gait: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.name not in ROBOTS:
@@ -53,7 +54,3 @@ class RobotConfig:
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"robot.{key}={value!r}; allowed: a finite positive number")
-
-    def spec(self) -> ArenaSpec:
-        """The arena spec with this body."""
-        return ArenaSpec(agent_radius=self.radius, agent_force=self.force, agent_damping=self.damping)

@@ -47,6 +47,7 @@ class WorldState:
         step: control steps since reset.
         touching_ball: whether agent and ball are in contact this step.
         touch_distance: centre distance at which agent and ball touch.
+        agent_heading: the way the agent's body faces, radians from east (0 for a body without a front).
     """
 
     agent: BodyState
@@ -56,6 +57,7 @@ class WorldState:
     step: int = 0
     touching_ball: bool = False
     touch_distance: float = 0.24
+    agent_heading: float = 0.0
 
     @property
     def object_names(self) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flexrl.envs.arena_env import ArenaEnv
+from flexrl.envs.registration import make_arena
 from flexrl.skills.cases import sample_case
 from flexrl.skills.library import MOTOR_SKILLS as SKILLS, ActiveSkill, Status, start_skill
 from flexrl.skills.policies import PolicySet
@@ -39,11 +40,13 @@ def _start_episode(env: ArenaEnv, skill: str, seed: int) -> ActiveSkill:
     return start_skill(call, env.world_state())
 
 
-def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: int = 10_000) -> SkillEvalResult:
-    """Run ``episodes`` seeded episodes of ``skill`` (seeds ``seed .. seed+episodes-1``)."""
+def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: int = 10_000, robot=None) -> SkillEvalResult:
+    """Run ``episodes`` seeded episodes of ``skill`` (seeds ``seed .. seed+episodes-1``) with ``robot``
+    (a robot, its config or name; None: the orb)."""
     if skill not in SKILLS:
         raise ValueError(f"unknown skill {skill!r}; allowed: {', '.join(SKILLS)}")
-    envs = [ArenaEnv() for _ in range(episodes)]
+    envs = [make_arena(robot) for _ in range(episodes)]
+    envs[0].robot.check()
     active = [_start_episode(env, skill, seed + i) for i, env in enumerate(envs)]
     family = SKILLS[skill].policy
     status = [Status.RUNNING] * episodes
@@ -64,6 +67,7 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
     return SkillEvalResult(skill, episodes, successes, float(np.mean(steps)))
 
 
-def evaluate_family(policies: PolicySet, family: str, episodes: int, seed: int = 10_000) -> dict[str, SkillEvalResult]:
-    """Evaluate every skill served by ``family``."""
-    return {name: evaluate_skill(policies, name, episodes, seed) for name, spec in SKILLS.items() if spec.policy == family}
+def evaluate_family(policies: PolicySet, family: str, episodes: int, seed: int = 10_000,
+                    robot=None) -> dict[str, SkillEvalResult]:
+    """Evaluate every skill served by ``family`` with ``robot``."""
+    return {name: evaluate_skill(policies, name, episodes, seed, robot) for name, spec in SKILLS.items() if spec.policy == family}

@@ -21,7 +21,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from flexrl.envs.arena_model import ArenaSpec
 from flexrl.runs.config import check_seed
 from flexrl.skills.checkpoint import export_policy
 from flexrl.skills.evaluate import evaluate_family
@@ -158,12 +157,13 @@ class SuccessEvalCallback(BaseCallback):
         cfg: PPO settings (evaluation cadence, episodes, target).
         on_eval: called with each :class:`EvalPoint` (tracking, checkpoints).
         wall_offset: seconds already trained before this process (a resumed run).
+        robot: the body the skills are judged on: the one being trained (None: the orb).
     """
 
     def __init__(self, family: str, cfg: PPOConfig, on_eval: Callable[[EvalPoint], None] | None = None,
-                 wall_offset: float = 0.0) -> None:
+                 wall_offset: float = 0.0, robot=None) -> None:
         super().__init__()
-        self.family, self.cfg, self.on_eval = family, cfg, on_eval
+        self.family, self.cfg, self.on_eval, self.robot = family, cfg, on_eval, robot
         self.last_eval = 0
         self.success: dict[str, float] = {}
         self.started = time.perf_counter() - wall_offset
@@ -176,7 +176,8 @@ class SuccessEvalCallback(BaseCallback):
         if not self.cfg.eval_every or self.num_timesteps - self.last_eval < self.cfg.eval_every:
             return True
         self.last_eval = self.num_timesteps
-        results = evaluate_family(PolicySet({self.family: self.model}), self.family, self.cfg.eval_episodes)
+        results = evaluate_family(PolicySet({self.family: self.model}), self.family, self.cfg.eval_episodes,
+                                  robot=self.robot)
         self.success = {k: r.success_rate for k, r in results.items()}
         for k, v in self.success.items():
             self.logger.record(f"eval/success_{k}", v)
@@ -214,14 +215,14 @@ class RewardTermsCallback(BaseCallback):
         self.sums, self.count = {}, 0
 
 
-def make_model(family: str, cfg: PPOConfig, spec: ArenaSpec | None = None, tensorboard_dir: str | Path | None = None) -> PPO:
-    """A fresh PPO model of ``family`` on its vectorised training env."""
+def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | Path | None = None) -> PPO:
+    """A fresh PPO model of ``family`` on its vectorised training env holding ``robot`` (None: the orb)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown skill family {family!r}; allowed: {', '.join(FAMILIES)}")
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     env = make_vec_env(ENV_IDS[family], n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=DummyVecEnv,
-                       env_kwargs={"spec": spec} if spec is not None else None)
+                       env_kwargs={"robot": robot} if robot is not None else None)
     return PPO(
         "MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
         learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,

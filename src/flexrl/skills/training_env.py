@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from flexrl.envs.arena_env import ArenaEnv
+from flexrl.envs.registration import make_arena
 from flexrl.envs.world import WorldState
 from flexrl.skills.cases import FAMILY_MIX, sample_case
 from flexrl.skills.goals import POLICY_OBS_DIMS
@@ -64,7 +65,7 @@ class SkillTrainingEnv(gym.Wrapper):
     family = ""
 
     def __init__(self, env: ArenaEnv | None = None, **arena_kwargs: Any) -> None:
-        super().__init__(env or ArenaEnv(ball_mode="random", **arena_kwargs))
+        super().__init__(env or make_arena(ball_mode="random", **arena_kwargs))
         dim = POLICY_OBS_DIMS[self.family]
         self.observation_space = spaces.Box(-10.0, 10.0, shape=(dim,), dtype=np.float32)
         self.action_space = self.env.action_space

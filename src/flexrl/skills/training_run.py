@@ -133,7 +133,7 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
         remove_temporaries(run.path)  # what writes killed mid-way left behind (checkpoints/ is cleaned below)
     saved = load_resume_state(ckpt_dir, signing_key, run.meta.get("id", run.path.name)) if resume else None
     parent = parent_policy(cfg.parent, family) if cfg.parent and saved is None else None
-    model = make_model(family, ppo, cfg.robot.spec(), tb_dir)
+    model = make_model(family, ppo, cfg.robot, tb_dir)
     state: dict[str, Any] = {}
     if saved is not None:
         data, state = saved
@@ -151,7 +151,7 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
     params = {"family": family, **{f"ppo.{k}": v for k, v in asdict(ppo).items()}, "seed": ppo.seed}
     tracker = Tracker(run, cfg.tracking, workspace, params)
     tracker.truncate(int(model.num_timesteps))  # evaluations after the resumed checkpoint are trained again
-    evals = SuccessEvalCallback(family, ppo, wall_offset=float(state.get("wall_seconds", 0.0)))
+    evals = SuccessEvalCallback(family, ppo, wall_offset=float(state.get("wall_seconds", 0.0)), robot=cfg.robot)
     evals.last_eval = int(state.get("last_eval", 0))
     evals.on_eval = lambda p: tracker.log(p.steps, p.wall_seconds, p.success)
 
@@ -171,7 +171,7 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name=family,
                         reset_num_timesteps=not state and not resume)
         if evals.last_eval != model.num_timesteps or not tracker.curve:
-            results = evaluate_family(PolicySet({family: model}), family, ppo.eval_episodes)
+            results = evaluate_family(PolicySet({family: model}), family, ppo.eval_episodes, robot=cfg.robot)
             point = EvalPoint(int(model.num_timesteps), round(evals.wall_seconds(), 2),
                               {k: r.success_rate for k, r in results.items()})
             evals.last_eval = point.steps

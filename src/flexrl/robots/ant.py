@@ -1,0 +1,148 @@
+"""The Ant: Gymnasium's four-legged MuJoCo model (MIT, installed with gymnasium; nothing is downloaded).
+
+Its body, actuators and default class come from gymnasium's ``ant.xml`` as installed, renamed into the arena
+(root body ``agent``, free joint ``agent_root``, joints and motors prefixed ``ant_``). A skill's planar action
+becomes a velocity command for the gait policy (``gait``: a checkpoint written by ``flexrl train
+skill=locomotion robot=ant``); :meth:`Ant.act_joints` drives the eight motors directly (gait training).
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flexrl.robots.base import BodyParts, Robot
+
+if TYPE_CHECKING:
+    import mujoco
+
+    from flexrl.robots.gait import GaitPolicy
+
+STAND_HEIGHT = 0.55
+"""Torso height (m) the ant is placed at, legs in Gymnasium's initial pose."""
+FALL_UP_Z = 0.0
+"""The ant has fallen when its torso's up axis points below the horizon (z component < this)."""
+JOINTS = ("hip_1", "ankle_1", "hip_2", "ankle_2", "hip_3", "ankle_3", "hip_4", "ankle_4")
+"""The leg joints in observation order (the motors follow ant.xml's order, read by name at bind)."""
+
+
+def _asset() -> Path:
+    import gymnasium.envs.mujoco as gym_mujoco
+
+    return Path(gym_mujoco.__file__).parent / "assets" / "ant.xml"
+
+
+@lru_cache(maxsize=1)
+def _ant_parts() -> tuple[str, str, str]:
+    """(body, actuators, default class) XML of the Ant, renamed for the arena."""
+    root = ET.parse(_asset()).getroot()
+    default = root.find("default")
+    default.set("class", "ant")
+    torso = root.find("worldbody/body[@name='torso']")
+    torso.set("name", "agent")
+    torso.set("childclass", "ant")
+    torso.set("pos", f"0 0 {STAND_HEIGHT}")
+    for camera in torso.findall("camera"):
+        torso.remove(camera)
+    for element in torso.iter():
+        if element.tag == "joint":
+            element.set("name", "agent_root" if element.get("type") == "free" else f"ant_{element.get('name')}")
+        elif element.tag in ("geom", "body") and element is not torso and element.get("name"):
+            element.set("name", f"ant_{element.get('name')}")
+    torso.find("geom").set("rgba", "0.45 0.2 0.75 1")
+    motors = root.findall("actuator/motor")
+    for motor in motors:
+        motor.set("name", f"ant_{motor.get('joint')}")
+        motor.set("joint", f"ant_{motor.get('joint')}")
+    text = lambda e: ET.tostring(e, encoding="unicode")  # noqa: E731
+    return text(torso), "".join(text(m) for m in motors), text(default)
+
+
+class Ant(Robot):
+    """Gymnasium's Ant steered by a command-conditioned gait policy.
+
+    Args:
+        gait: a gait checkpoint directory (None: the shipped one, when it exists).
+    """
+
+    name = "ant"
+    SETTINGS = ("gait",)
+    radius = 0.35
+    top_speed = 1.0
+    arena_scale = 2.5
+    has_heading = True
+
+    def __init__(self, gait: str | None = None) -> None:
+        self.gait_path = gait
+        self._gait: GaitPolicy | None = None
+
+    def parts(self) -> BodyParts:
+        body, actuators, default = _ant_parts()
+        return BodyParts(body, actuators, default, option='integrator="RK4"')
+
+    def bind(self, model: "mujoco.MjModel") -> None:
+        """Addresses: ``root_q``/``root_v`` (the free joint's qpos and dof), ``joint_q``/``joint_v`` (the legs'),
+        ``motors`` (actuator ids), all in :data:`JOINTS` order; ``rest``: Gymnasium's initial leg pose."""
+        root = model.joint("agent_root").id
+        self.root_q, self.root_v = int(model.jnt_qposadr[root]), int(model.jnt_dofadr[root])
+        self.joint_q = np.array([model.jnt_qposadr[model.joint(f"ant_{j}").id] for j in JOINTS])
+        self.joint_v = np.array([model.jnt_dofadr[model.joint(f"ant_{j}").id] for j in JOINTS])
+        self.motors = np.array([model.actuator(f"ant_{j}").id for j in JOINTS])
+        # Gymnasium's initial pose of the legs (init_qpos, in ant.xml's joint order).
+        self.rest = np.array([0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0])
+
+    # ------------------------------------------------------------------ pose
+    def place(self, data: "mujoco.MjData", xy: np.ndarray, velocity: np.ndarray | None, heading: float) -> None:
+        q, v = self.root_q, self.root_v
+        data.qpos[q : q + 3] = [xy[0], xy[1], STAND_HEIGHT]
+        data.qpos[q + 3 : q + 7] = [math.cos(heading / 2), 0.0, 0.0, math.sin(heading / 2)]
+        data.qpos[self.joint_q] = self.rest
+        data.qvel[v : v + 6] = 0.0
+        if velocity is not None:
+            data.qvel[v : v + 2] = velocity
+        data.qvel[self.joint_v] = 0.0
+
+    def planar(self, data: "mujoco.MjData") -> tuple[np.ndarray, np.ndarray, float]:
+        q, v = self.root_q, self.root_v
+        w, x, y, z = data.qpos[q + 3 : q + 7]
+        heading = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        return data.qpos[q : q + 2].copy(), data.qvel[v : v + 2].copy(), heading
+
+    def up_z(self, data: "mujoco.MjData") -> float:
+        """The z component of the torso's up axis (1 upright, below 0 upside down)."""
+        w, x, y, z = data.qpos[self.root_q + 3 : self.root_q + 7]
+        return float(1 - 2 * (x * x + y * y))
+
+    def fallen(self, data: "mujoco.MjData") -> bool:
+        return self.up_z(data) < FALL_UP_Z
+
+    # ------------------------------------------------------------------ actuation
+    def act_joints(self, data: "mujoco.MjData", torques: np.ndarray) -> None:
+        """Drive the eight leg motors directly (in :data:`JOINTS` order, each in [-1, 1])."""
+        data.ctrl[self.motors] = np.clip(torques, -1.0, 1.0)
+
+    def check(self) -> None:
+        """Load the gait policy (FileNotFoundError, one line, when there is none)."""
+        if self._gait is None:
+            from flexrl.robots.gait import GaitPolicy
+
+            self._gait = GaitPolicy.load(self.gait_path)
+
+    def act(self, data: "mujoco.MjData", action: np.ndarray) -> None:
+        self.check()
+        self.act_joints(data, self._gait.act(self.gait_observation(data, np.asarray(action, dtype=float) * self.top_speed)))
+
+    def gait_observation(self, data: "mujoco.MjData", world_velocity: np.ndarray) -> np.ndarray:
+        """The gait policy's observation (:func:`flexrl.robots.gait.observations`) for a world-frame command."""
+        from flexrl.robots.gait import body_commands, headings, observations
+
+        q, v = self.root_q, self.root_v
+        root_q = data.qpos[None, q : q + 7]
+        command = body_commands(np.asarray(world_velocity, dtype=float)[None], headings(root_q[:, 3:7]))
+        return observations(root_q, data.qvel[None, v : v + 6], data.qpos[None, self.joint_q],
+                            data.qvel[None, self.joint_v], command)[0]

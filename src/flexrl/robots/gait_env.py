@@ -1,0 +1,223 @@
+"""Gait training: many Ants on an open floor, stepped together in C, behind Stable-Baselines3's VecEnv.
+
+Each control step hands every body's full physics state and motor commands to ``mujoco.rollout`` (one C call
+for the whole batch, ``frame_skip`` physics steps each) and computes observations and rewards for the batch
+in numpy: no Python loop per body or per physics step. The bodies are the arena's Ant (same MJCF, defaults
+and physics options as in the arena), on the arena's floor made large and with the ball parked far away.
+
+Commands are world-frame planar velocities, resampled within an episode (some are "stop"), shown to the
+policy in the torso's frame. The reward tracks the command (the legged-locomotion recipe):
+``w_track * exp(-|v - v_cmd|^2 / sigma) + w_progress * (v . v_cmd/|v_cmd|, capped at |v_cmd|) + alive
+- w_ctrl * |a|^2``, floored at 0 so that falling (which ends the episode) never pays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from mujoco import rollout
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from flexrl.envs.arena_model import ArenaSpec, arena_xml
+from flexrl.robots.ant import Ant
+from flexrl.robots.gait import OBS_DIM, body_commands, headings, observations, rotations
+
+
+@dataclass(frozen=True)
+class GaitTask:
+    """Commands, reward and episode settings of gait training.
+
+    Attributes:
+        max_speed: commanded speeds are drawn up to this (m/s).
+        min_speed: ... and from this, when the command is not "stop".
+        stop_share: share of commands that are "stop" (zero velocity).
+        resample: steps between command draws (each body, at random phases).
+        episode_steps: steps before an episode is cut (truncation, not failure).
+        sigma: width of the tracking kernel, (m/s)^2.
+        w_track: weight of the tracking kernel.
+        w_progress: weight of speed along the command.
+        alive: reward per step upright.
+        w_ctrl: weight of the control cost.
+        fall_height: the torso below this (m) is a fall.
+        fall_up: the torso's up axis z-component below this is a fall.
+        frame_skip: physics steps per control step (0.01 s * 5 = 20 Hz, as in the arena).
+    """
+
+    max_speed: float = 1.0
+    min_speed: float = 0.3
+    stop_share: float = 0.15
+    resample: int = 150
+    episode_steps: int = 1000
+    sigma: float = 0.25
+    w_track: float = 1.0
+    w_progress: float = 1.0
+    alive: float = 0.05
+    w_ctrl: float = 0.05
+    fall_height: float = 0.26
+    fall_up: float = 0.3
+    frame_skip: int = 5
+
+
+class GaitVecEnv(VecEnv):
+    """``n_envs`` Ants learning to walk on command, stepped together by ``mujoco.rollout``.
+
+    Args:
+        n_envs: bodies stepped together.
+        seed: seeds command draws and initial noise.
+        task: commands, reward and episode settings.
+        threads: rollout threads (1 when sharing the machine).
+    """
+
+    render_mode = None
+
+    def __init__(self, n_envs: int = 64, seed: int = 0, task: GaitTask = GaitTask(), threads: int = 1) -> None:
+        self.robot = Ant()
+        self.model = mujoco.MjModel.from_xml_string(arena_xml(ArenaSpec(half_size=200.0), self.robot.parts()))
+        self.robot.bind(self.model)
+        self.task = task
+        self.datas = [mujoco.MjData(self.model) for _ in range(max(1, threads))]
+        self.spec_state = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        self.nstate = mujoco.mj_stateSize(self.model, self.spec_state)
+        nq, nv = self.model.nq, self.model.nv
+        self._qpos = slice(1, 1 + nq)
+        self._qvel = slice(1 + nq, 1 + nq + nv)
+        ball = self.model.joint("ball")
+        self._ball_q = int(self.model.jnt_qposadr[ball.id])
+        self.state = np.zeros((n_envs, self.nstate))
+        self.commands = np.zeros((n_envs, 2))
+        self.steps = np.zeros(n_envs, dtype=np.int64)
+        self.returns = np.zeros(n_envs)
+        self.rng = np.random.default_rng(seed)
+        self._actions = np.zeros((n_envs, 8))
+        self._models = [self.model] * n_envs
+        self._out = np.empty((n_envs, task.frame_skip, self.nstate))
+        self._template = self._initial_state()
+        super().__init__(n_envs, spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32),
+                         spaces.Box(-1.0, 1.0, (8,), np.float32))
+
+    # ------------------------------------------------------------------ state
+    def _initial_state(self) -> np.ndarray:
+        data = mujoco.MjData(self.model)
+        data.qpos[self._ball_q : self._ball_q + 3] = [150.0, 150.0, 0.12]  # far from every body
+        data.qpos[self._ball_q + 3] = 1.0
+        self.robot.place(data, np.zeros(2), None, 0.0)
+        mujoco.mj_forward(self.model, data)
+        out = np.empty(self.nstate)
+        mujoco.mj_getState(self.model, data, out, self.spec_state)
+        return out
+
+    def _reset_bodies(self, idx: np.ndarray) -> None:
+        if idx.size == 0:
+            return
+        r = self.robot
+        s = np.repeat(self._template[None], idx.size, 0)
+        qpos, qvel = s[:, self._qpos], s[:, self._qvel]
+        yaw = self.rng.uniform(-np.pi, np.pi, idx.size)
+        qpos[:, r.root_q + 3] = np.cos(yaw / 2)
+        qpos[:, r.root_q + 6] = np.sin(yaw / 2)
+        qpos[:, r.joint_q] += self.rng.uniform(-0.1, 0.1, (idx.size, 8))
+        qvel[:, r.joint_v] = self.rng.normal(0, 0.1, (idx.size, 8))
+        s[:, self._qpos], s[:, self._qvel] = qpos, qvel
+        self.state[idx] = s
+        self.steps[idx] = 0
+        self.returns[idx] = 0.0
+        self._draw_commands(idx)
+
+    def _draw_commands(self, idx: np.ndarray) -> None:
+        t = self.task
+        angle = self.rng.uniform(-np.pi, np.pi, idx.size)
+        speed = self.rng.uniform(t.min_speed, t.max_speed, idx.size)
+        speed[self.rng.random(idx.size) < t.stop_share] = 0.0
+        self.commands[idx] = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
+
+    def _parts(self) -> tuple[np.ndarray, ...]:
+        r = self.robot
+        qpos, qvel = self.state[:, self._qpos], self.state[:, self._qvel]
+        root_q, root_v = qpos[:, r.root_q : r.root_q + 7], qvel[:, r.root_v : r.root_v + 6]
+        return root_q, root_v, qpos[:, r.joint_q], qvel[:, r.joint_v]
+
+    def _obs(self) -> np.ndarray:
+        root_q, root_v, joint_q, joint_v = self._parts()
+        return observations(root_q, root_v, joint_q, joint_v, body_commands(self.commands, headings(root_q[:, 3:7])))
+
+    @property
+    def qpos(self) -> np.ndarray:
+        """Every body's generalised positions (n_envs, nq): a view, writes change the bodies."""
+        return self.state[:, self._qpos]
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """Every body's generalised velocities (n_envs, nv): a view, writes change the bodies."""
+        return self.state[:, self._qvel]
+
+    # ------------------------------------------------------------------ VecEnv
+    def reset(self) -> np.ndarray:
+        self._reset_bodies(np.arange(self.num_envs))
+        return self._obs()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.clip(np.nan_to_num(np.asarray(actions, dtype=float)), -1.0, 1.0)
+
+    def step_wait(self):
+        t, r = self.task, self.robot
+        control = np.zeros((self.num_envs, 1, self.model.nu))
+        control[:, 0, r.motors] = self._actions
+        rollout.rollout(self._models, self.datas, self.state, np.repeat(control, t.frame_skip, 1),
+                        nstep=t.frame_skip, state=self._out, skip_checks=True)
+        self.state = self._out[:, -1].copy()
+        self.steps += 1
+        root_q, root_v, _, _ = self._parts()
+        v = root_v[:, 0:2]
+        cmd = self.commands
+        speed = np.linalg.norm(cmd, axis=1)
+        unit = np.where(speed[:, None] > 0, cmd / np.maximum(speed, 1e-9)[:, None], 0.0)
+        along = np.minimum(np.sum(v * unit, axis=1), speed)
+        track = np.exp(-np.sum((v - cmd) ** 2, axis=1) / t.sigma)
+        ctrl = np.sum(self._actions ** 2, axis=1)
+        reward = np.maximum(0.0, t.w_track * track + t.w_progress * along + t.alive - t.w_ctrl * ctrl)
+        up = rotations(root_q[:, 3:7])[:, 2, 2]
+        fell = (root_q[:, 2] < t.fall_height) | (up < t.fall_up) | ~np.all(np.isfinite(self.state), axis=1)
+        reward[fell] = 0.0
+        cut = (self.steps >= t.episode_steps) & ~fell
+        self.returns += reward
+        resample = (self.steps % t.resample == 0) & ~fell & ~cut
+        self._draw_commands(np.flatnonzero(resample))
+        obs = self._obs()
+        done = fell | cut
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        for i in np.flatnonzero(done):
+            infos[i] = {"terminal_observation": obs[i].copy(), "TimeLimit.truncated": bool(cut[i]),
+                        "episode": {"r": float(self.returns[i]), "l": int(self.steps[i])}, "fell": bool(fell[i])}
+        if done.any():
+            self._reset_bodies(np.flatnonzero(done))
+            obs = self._obs()
+        return obs, reward.astype(np.float32), done, infos
+
+    def close(self) -> None:
+        pass
+
+    def seed(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+        return [seed] * self.num_envs
+
+    # SB3's VecEnv attribute plumbing: one process, no sub-envs to reach.
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self, attr_name)] * len(self._indices(indices))
+
+    def set_attr(self, attr_name, value, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name, *args, indices=None, **kwargs):
+        raise NotImplementedError(f"GaitVecEnv has no sub-environments to call {method_name!r} on")
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False] * len(self._indices(indices))
+
+    def _indices(self, indices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        return [indices] if isinstance(indices, int) else list(indices)

@@ -1,0 +1,119 @@
+"""The Ant in the arena: its body, pose, falls and gait observation; gait training's batched env."""
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+
+from flexrl.envs import make_arena
+from flexrl.robots.ant import Ant
+from flexrl.robots.gait import OBS_DIM, GaitPolicy, export_gait
+from flexrl.robots.gait_env import GaitTask, GaitVecEnv
+
+
+@pytest.fixture
+def arena():
+    env = make_arena("ant")
+    yield env
+    env.close()
+
+
+def test_the_ant_stands_in_a_bigger_arena_facing_where_it_was_placed(arena):
+    assert arena.half_size == pytest.approx(2.0 * Ant.arena_scale)
+    arena.reset(seed=0, options={"agent": [1.0, -2.0], "agent_heading": 1.0})
+    w = arena.world_state()
+    assert np.allclose(w.agent.pos, [1.0, -2.0]) and w.agent_heading == pytest.approx(1.0)
+    for _ in range(40):  # no torque: it settles on its legs and stays up
+        arena.robot.act_joints(arena.data, np.zeros(8))
+        mujoco.mj_step(arena.model, arena.data, 5)
+    assert not arena.robot.fallen(arena.data) and arena.robot.up_z(arena.data) > 0.95
+
+
+def test_the_ant_is_fallen_upside_down(arena):
+    arena.reset(seed=0)
+    assert not arena.robot.fallen(arena.data)
+    arena.data.qpos[arena.robot.root_q + 3 : arena.robot.root_q + 7] = [0.0, 1.0, 0.0, 0.0]  # rolled over
+    assert arena.robot.fallen(arena.data)
+
+
+def test_the_gait_observation_is_in_the_body_frame(arena):
+    arena.reset(seed=0, options={"agent_heading": math.pi / 2})  # facing north
+    obs = arena.robot.gait_observation(arena.data, np.array([0.0, 0.5]))  # commanded north: straight ahead
+    assert obs.shape == (OBS_DIM,)
+    assert obs[0] == pytest.approx(0.55) and np.allclose(obs[1:4], [0, 0, -1], atol=1e-6)
+    assert np.allclose(obs[-2:], [0.5, 0.0], atol=1e-6)
+
+
+def test_without_a_gait_checkpoint_the_ant_says_how_to_train_one(arena, tmp_path):
+    arena.reset(seed=0)
+    robot = Ant(gait=str(tmp_path))
+    robot.bind(arena.model)
+    with pytest.raises(FileNotFoundError, match=r"robot.gait=.* holds no gait checkpoint.*flexrl train skill=locomotion robot=ant"):
+        robot.act(arena.data, np.array([1.0, 0.0]))
+
+
+def test_the_batched_env_steps_bodies_resets_the_fallen_and_never_pays_for_falling():
+    env = GaitVecEnv(6, seed=0, task=GaitTask(episode_steps=30))
+    obs = env.reset()
+    assert obs.shape == (6, OBS_DIM) and np.allclose(obs[:, 0], 0.55)
+    cut = 0
+    for _ in range(30):
+        obs, reward, done, infos = env.step(np.zeros((6, 8)))
+        assert np.all(reward >= 0) and np.all(np.isfinite(obs))
+        cut += sum(info.get("TimeLimit.truncated", False) for info in infos)
+    assert cut == 6 and np.all(env.steps == 0)  # every episode was cut at 30 steps and restarted
+    env.qpos[0, env.robot.root_q + 3 : env.robot.root_q + 7] = [0.0, 1.0, 0.0, 0.0]  # roll one body over
+    _, reward, done, infos = env.step(np.zeros((6, 8)))
+    assert done[0] and infos[0]["fell"] and reward[0] == 0.0 and not done[1:].any()
+
+
+def test_the_batched_env_matches_the_arena_ant_step_for_step():
+    """The same body, torques and physics in the batched env and in the arena give the same motion."""
+    env = GaitVecEnv(1, seed=0)
+    env.reset()
+    arena = make_arena("ant")
+    arena.reset(seed=0)
+    data, robot = arena.data, arena.robot
+    q = env.qpos[0]
+    data.qpos[robot.root_q : robot.root_q + 7] = q[robot.root_q : robot.root_q + 7]
+    data.qpos[robot.joint_q] = q[robot.joint_q]
+    data.qvel[:] = 0.0
+    env.qvel[0] = 0.0
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        a = rng.uniform(-0.3, 0.3, 8)
+        env.step(a[None])
+        robot.act_joints(data, a)
+        mujoco.mj_step(arena.model, data, 5)
+    assert np.allclose(env.qpos[0, robot.root_q : robot.root_q + 3], data.qpos[robot.root_q : robot.root_q + 3], atol=1e-3)
+
+
+def test_ppo_trains_on_the_batched_env_and_the_gait_exports_and_loads(tmp_path):
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(1)
+    env = VecNormalize(GaitVecEnv(8, seed=0), norm_reward=True)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [32, 32]},
+                device="cpu", seed=0)
+    model.learn(256)
+    export_gait(model.policy, env.obs_rms.mean, env.obs_rms.var, env.clip_obs, tmp_path, {"steps": 256})
+    gait = GaitPolicy.load(tmp_path)
+    raw = env.get_original_obs()
+    expected, _ = model.predict(env.normalize_obs(raw), deterministic=True)
+    assert np.allclose(gait.act(raw), np.clip(expected, -1, 1), atol=1e-4)
+
+
+def test_a_run_with_the_ant_and_no_gait_stops_in_one_line_before_any_run_directory(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "flexrl.cli", "run", "robot=ant", f"robot.gait={tmp_path}/none",
+                          "planner=oracle", f"experiment.workspace={tmp_path}/ws", "agent.record_video=false"],
+                         capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("flexrl run: robot.gait=") and "flexrl train skill=locomotion robot=ant" in lines[-1]
+    assert not list((tmp_path / "ws").rglob("meta.json"))
