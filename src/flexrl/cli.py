@@ -50,7 +50,7 @@ def _train(cfg) -> float:
     from flexrl.config.validate import load_run_config
     from flexrl.runs.atomic import write_text
     from flexrl.runs.run_dir import RunDir, recorded_status
-    from flexrl.skills.training_run import TrainingRunConfig, parent_policy, train_in_run
+    from flexrl.skills.training_run import TrainingRunConfig, check_body, parent_policy, train_in_run
 
     if cfg.resume:  # checked before Hydra ran (_check_resume): the run, its config and its checkpoint
         run = RunDir.open(cfg.resume)
@@ -61,7 +61,8 @@ def _train(cfg) -> float:
         run.reopen(_command("train"))
     else:
         settings = OmegaConf.to_object(cfg)
-        if settings.parent:  # checked before the run directory exists
+        check_body(settings.skill.family, settings.robot, settings.parent)  # before the run directory exists
+        if settings.parent:
             parent_policy(settings.parent, settings.skill.family)
         run = _create_run(settings.experiment, kind="train", parent=_parent_id(settings.parent), family=settings.skill.family)
         write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -70,8 +71,9 @@ def _train(cfg) -> float:
         plain = TrainingRunConfig(**{k: getattr(settings, k) for k in TrainingRunConfig.__dataclass_fields__})
         metrics = train_in_run(plain, run, _signing_key(), resume=bool(cfg.resume))
     success = ", ".join(f"{k} {v:.0%}" for k, v in metrics["success"].items())
+    policy = metrics.get("gait") or run.path / "checkpoints" / (metrics["family"] + ".safetensors")
     print(f"{metrics['family']}: {metrics['steps']} steps in {metrics['wall_seconds']:.1f} s; success {success}; "
-          f"objective {metrics['objective']}; policy -> {run.path / 'checkpoints' / (metrics['family'] + '.safetensors')}")
+          f"objective {metrics['objective']}; policy -> {policy}")
     return metrics["objective"]
 
 

@@ -117,3 +117,17 @@ def test_a_run_with_the_ant_and_no_gait_stops_in_one_line_before_any_run_directo
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("flexrl run: robot.gait=") and "flexrl train skill=locomotion robot=ant" in lines[-1]
     assert not list((tmp_path / "ws").rglob("meta.json"))
+
+
+def test_the_single_body_gymnasium_env_passes_the_checker_and_steps_like_the_batched_one():
+    from gymnasium.utils.env_checker import check_env
+
+    from flexrl.robots.gait_env import GaitGymEnv
+
+    check_env(GaitGymEnv(), skip_render_check=True)
+    single, batched = GaitVecEnv(1, seed=3, batched=False), GaitVecEnv(1, seed=3)
+    single.reset(), batched.reset()
+    actions = np.random.default_rng(0).uniform(-1, 1, (15, 1, 8))
+    for a in actions:
+        single.step(a), batched.step(a)
+    assert np.allclose(single.qpos, batched.qpos, atol=1e-6)

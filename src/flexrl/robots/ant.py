@@ -76,6 +76,7 @@ class Ant(Robot):
     top_speed = 1.0
     arena_scale = 2.5
     has_heading = True
+    legged = True
 
     def __init__(self, gait: str | None = None) -> None:
         self.gait_path = gait

@@ -56,6 +56,8 @@ class Robot(ABC):
     arena_scale: float = 1.0
     has_heading: bool = False
     """Whether the body has a front (its heading is drawn at reset); the orb has none."""
+    legged: bool = False
+    """Whether the body walks with a learned gait (``flexrl train skill=locomotion``)."""
 
     @abstractmethod
     def parts(self) -> BodyParts:

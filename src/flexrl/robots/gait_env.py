@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
@@ -70,11 +71,15 @@ class GaitVecEnv(VecEnv):
         seed: seeds command draws and initial noise.
         task: commands, reward and episode settings.
         threads: rollout threads (1 when sharing the machine).
+        batched: step every body in one ``mujoco.rollout`` call (False: ``mj_step`` per body from Python,
+            the way a Gymnasium env steps; for measuring what batching gains).
     """
 
     render_mode = None
 
-    def __init__(self, n_envs: int = 64, seed: int = 0, task: GaitTask = GaitTask(), threads: int = 1) -> None:
+    def __init__(self, n_envs: int = 64, seed: int = 0, task: GaitTask = GaitTask(), threads: int = 1,
+                 batched: bool = True) -> None:
+        self.batched = batched
         self.robot = Ant()
         self.model = mujoco.MjModel.from_xml_string(arena_xml(ArenaSpec(half_size=200.0), self.robot.parts()))
         self.robot.bind(self.model)
@@ -154,6 +159,22 @@ class GaitVecEnv(VecEnv):
         """Every body's generalised velocities (n_envs, nv): a view, writes change the bodies."""
         return self.state[:, self._qvel]
 
+    def set_commands(self, commands: np.ndarray) -> None:
+        """Fix every body's world-frame command (n_envs, 2) until the next draw."""
+        self.commands[:] = commands
+
+    def observe(self) -> np.ndarray:
+        """The observations now (after :meth:`set_commands`)."""
+        return self._obs()
+
+    def positions(self) -> np.ndarray:
+        """Every torso's planar position (n_envs, 2)."""
+        return self.qpos[:, self.robot.root_q : self.robot.root_q + 2]
+
+    def velocities(self) -> np.ndarray:
+        """Every torso's planar world-frame velocity (n_envs, 2)."""
+        return self.qvel[:, self.robot.root_v : self.robot.root_v + 2]
+
     # ------------------------------------------------------------------ VecEnv
     def reset(self) -> np.ndarray:
         self._reset_bodies(np.arange(self.num_envs))
@@ -166,9 +187,17 @@ class GaitVecEnv(VecEnv):
         t, r = self.task, self.robot
         control = np.zeros((self.num_envs, 1, self.model.nu))
         control[:, 0, r.motors] = self._actions
-        rollout.rollout(self._models, self.datas, self.state, np.repeat(control, t.frame_skip, 1),
-                        nstep=t.frame_skip, state=self._out, skip_checks=True)
-        self.state = self._out[:, -1].copy()
+        if self.batched:
+            rollout.rollout(self._models, self.datas, self.state, np.repeat(control, t.frame_skip, 1),
+                            nstep=t.frame_skip, state=self._out, skip_checks=True)
+            self.state = self._out[:, -1].copy()
+        else:
+            data = self.datas[0]
+            for i in range(self.num_envs):
+                mujoco.mj_setState(self.model, data, self.state[i], self.spec_state)
+                data.ctrl[:] = control[i, 0]
+                mujoco.mj_step(self.model, data, t.frame_skip)
+                mujoco.mj_getState(self.model, data, self.state[i], self.spec_state)
         self.steps += 1
         root_q, root_v, _, _ = self._parts()
         v = root_v[:, 0:2]
@@ -221,3 +250,28 @@ class GaitVecEnv(VecEnv):
         if indices is None:
             return list(range(self.num_envs))
         return [indices] if isinstance(indices, int) else list(indices)
+
+
+class GaitGymEnv(gym.Env):
+    """One body of gait training as a plain Gymnasium env stepped by ``mj_step`` from Python: the same task,
+    for SB3's default recipe over ``DummyVecEnv`` (the baseline the batched env is measured against)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, seed: int = 0, task: GaitTask = GaitTask()) -> None:
+        self._vec = GaitVecEnv(1, seed=seed, task=task, batched=False)
+        self.observation_space, self.action_space = self._vec.observation_space, self._vec.action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._vec.seed(seed)
+        return self._vec.reset()[0], {}
+
+    def step(self, action):
+        obs, reward, done, infos = self._vec.step(np.asarray(action)[None])
+        info = infos[0]
+        if done[0]:
+            obs = info["terminal_observation"][None]
+        truncated = bool(info.get("TimeLimit.truncated", False))
+        return obs[0], float(reward[0]), bool(done[0]) and not truncated, truncated, info

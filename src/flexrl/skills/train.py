@@ -27,6 +27,9 @@ from flexrl.skills.evaluate import evaluate_family
 from flexrl.skills.policies import FAMILIES, PolicySet
 
 ENV_IDS = {"reach": "flexrl/GoTo-v0", "avoid": "flexrl/Avoid-v0"}
+LOCOMOTION = "locomotion"
+"""The gait of a legged robot (:mod:`flexrl.robots.gait_training`): trained like a skill family."""
+TRAINABLE = (*FAMILIES, LOCOMOTION)
 
 
 @dataclass
@@ -102,7 +105,7 @@ class SkillConfig:
     """The skill policy family a training run learns, with the family's default budget.
 
     Attributes:
-        family: "reach" (move, go_to, follow, stop) or "avoid".
+        family: "reach" (move, go_to, follow, stop), "avoid", or "locomotion" (a legged robot's gait).
         total_steps: environment-step budget of the family.
         eval_episodes: episodes per skill in each success evaluation.
     """
@@ -112,8 +115,8 @@ class SkillConfig:
     eval_episodes: int = 40
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"skill family={self.family!r}; allowed: {', '.join(FAMILIES)}")
+        if self.family not in TRAINABLE:
+            raise ValueError(f"skill family={self.family!r}; allowed: {', '.join(TRAINABLE)}")
         for name in ("total_steps", "eval_episodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -176,9 +179,7 @@ class SuccessEvalCallback(BaseCallback):
         if not self.cfg.eval_every or self.num_timesteps - self.last_eval < self.cfg.eval_every:
             return True
         self.last_eval = self.num_timesteps
-        results = evaluate_family(PolicySet({self.family: self.model}), self.family, self.cfg.eval_episodes,
-                                  robot=self.robot)
-        self.success = {k: r.success_rate for k, r in results.items()}
+        self.success = evaluate_model(self.model, self.family, self.cfg.eval_episodes, self.robot)
         for k, v in self.success.items():
             self.logger.record(f"eval/success_{k}", v)
         self.logger.record("eval/success_min", min(self.success.values()))
@@ -186,6 +187,16 @@ class SuccessEvalCallback(BaseCallback):
         if self.on_eval is not None:
             self.on_eval(EvalPoint(int(self.num_timesteps), round(self.wall_seconds(), 2), dict(self.success)))
         return min(self.success.values()) < self.cfg.target_success
+
+
+def evaluate_model(model: PPO, family: str, episodes: int, robot=None) -> dict[str, float]:
+    """Success rate per skill of a model being trained: the family's skills on ``robot``, or the gait's bars."""
+    if family == LOCOMOTION:
+        from flexrl.robots.gait_training import evaluate_gait, model_actor
+
+        return evaluate_gait(model_actor(model), episodes).success()
+    results = evaluate_family(PolicySet({family: model}), family, episodes, robot=robot)
+    return {k: r.success_rate for k, r in results.items()}
 
 
 class RewardTermsCallback(BaseCallback):
@@ -217,9 +228,18 @@ class RewardTermsCallback(BaseCallback):
 
 def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | Path | None = None) -> PPO:
     """A fresh PPO model of ``family`` on its vectorised training env holding ``robot`` (None: the orb)."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown skill family {family!r}; allowed: {', '.join(FAMILIES)}")
+    if family not in TRAINABLE:
+        raise ValueError(f"unknown skill family {family!r}; allowed: {', '.join(TRAINABLE)}")
     cfg.validate()
+    if family == LOCOMOTION:
+        from flexrl.robots import make_robot
+        from flexrl.robots.gait_training import make_gait_model
+
+        body = make_robot(robot)
+        if not body.legged:
+            raise ValueError(f"skill=locomotion with robot={body.name!r}: only a legged robot has a gait to learn; "
+                             "allowed: robot=ant")
+        return make_gait_model(cfg, tensorboard_dir)
     torch.set_num_threads(cfg.threads)
     env = make_vec_env(ENV_IDS[family], n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=DummyVecEnv,
                        env_kwargs={"robot": robot} if robot is not None else None)

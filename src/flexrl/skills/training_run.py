@@ -27,11 +27,9 @@ from flexrl.runs.config import ExperimentConfig, TrackingConfig
 from flexrl.runs.run_dir import RunDir
 from flexrl.runs.tracking import Tracker
 from flexrl.skills.checkpoint import CheckpointError, export_policy, load_policy
-from flexrl.skills.evaluate import evaluate_family
-from flexrl.skills.policies import PolicySet
 from flexrl.skills.resume_state import load_resume_state, save_resume_state
 from flexrl.skills.train import (
-    EvalPoint, PPOConfig, RewardTermsCallback, SkillConfig, SuccessEvalCallback, make_model,
+    LOCOMOTION, EvalPoint, PPOConfig, RewardTermsCallback, SkillConfig, SuccessEvalCallback, evaluate_model, make_model,
 )
 
 RESUMABLE_KEYS = ("skill.total_steps", "ppo.total_steps", "checkpoint_every", "tracking.progress", "experiment.workspace")
@@ -139,6 +137,10 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
         data, state = saved
         model = PPO.load(io.BytesIO(data), env=model.get_env(), device="cpu",
                          tensorboard_log=str(tb_dir) if tb_dir else None)
+        if family == LOCOMOTION:  # the observation statistics are part of the policy
+            from flexrl.robots.gait_training import restore_normaliser
+
+            restore_normaliser(model, state["normaliser"])
         run.meta["resumed_from_step"] = int(model.num_timesteps)
         run.save_meta()
     elif parent is not None:
@@ -158,7 +160,7 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
     def checkpoint() -> None:
         save_resume_state(model, ckpt_dir, signing_key, run.meta.get("id", run.path.name),
                           {"family": family, "wall_seconds": round(evals.wall_seconds(), 2), "last_eval": evals.last_eval,
-                           "ppo": asdict(ppo), "time": time.time()})
+                           "ppo": asdict(ppo), "time": time.time(), **_normaliser(model, family)})
 
     saver = _CheckpointCallback(cfg.checkpoint_every, checkpoint)
     callbacks = [evals, RewardTermsCallback(), saver]
@@ -171,9 +173,8 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name=family,
                         reset_num_timesteps=not state and not resume)
         if evals.last_eval != model.num_timesteps or not tracker.curve:
-            results = evaluate_family(PolicySet({family: model}), family, ppo.eval_episodes, robot=cfg.robot)
             point = EvalPoint(int(model.num_timesteps), round(evals.wall_seconds(), 2),
-                              {k: r.success_rate for k, r in results.items()})
+                              evaluate_model(model, family, ppo.eval_episodes, cfg.robot))
             evals.last_eval = point.steps
             tracker.log(point.steps, point.wall_seconds, point.success)
         checkpoint()
@@ -183,9 +184,14 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
         metrics = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2),
                    "success": final["success"], "success_min": success_min,
                    "objective": round(success_min - cfg.time_weight * wall / 60.0, 4)}
-        export_policy(model.policy, ckpt_dir, family, {"family": family, "steps": int(model.num_timesteps),
-                                                       "wall_seconds": round(wall, 2), "run": run.meta["id"],
-                                                       "success_at_last_eval": final["success"], "ppo": asdict(ppo)})
+        info = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2), "run": run.meta["id"],
+                "success_at_last_eval": final["success"], "ppo": asdict(ppo)}
+        if family == LOCOMOTION:
+            from flexrl.robots.gait_training import export_model
+
+            metrics["gait"] = str(export_model(model, ckpt_dir / "gait", info))
+        else:
+            export_policy(model.policy, ckpt_dir, family, info)
         write_json(run.path / "metrics.json", metrics)
         status = "finished"
         return metrics
@@ -197,6 +203,24 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
     finally:
         tracker.close(status)
         model.get_env().close()
+
+
+def check_body(family: str, robot: RobotConfig, parent: str | None) -> None:
+    """Refuse, in one line, a family the robot cannot train (a gait for a body without legs; a skill policy
+    for a legged body without its gait) and fine-tuning a gait from a parent.
+
+    Raises:
+        ValueError, FileNotFoundError: naming the family, the robot and what is allowed.
+    """
+    from flexrl.robots import make_robot
+
+    body = make_robot(robot)
+    if family == LOCOMOTION and not body.legged:
+        raise ValueError(f"skill=locomotion with robot={robot.name!r}: only a legged robot has a gait to learn; allowed: robot=ant")
+    if family != LOCOMOTION:
+        body.check()  # a legged body trains skills on top of its gait: it must have one
+    if family == LOCOMOTION and parent:
+        raise ValueError(f"parent={parent!r} with skill=locomotion: a gait trains from scratch; allowed: no parent")
 
 
 def open_resumable(path: str | Path, workspace: str | Path, signing_key: str | Path) -> RunDir:
@@ -235,3 +259,12 @@ def parent_policy(parent: str, family: str):
     if not (where / f"{family}.safetensors").is_file():
         raise FileNotFoundError(f"parent={parent!r} has no final {family} policy at {where / family}.safetensors")
     return load_policy(where, family)
+
+
+def _normaliser(model, family: str) -> dict[str, Any]:
+    """The gait's observation statistics for the resume state ({} for the other families)."""
+    if family != LOCOMOTION:
+        return {}
+    from flexrl.robots.gait_training import normaliser_state
+
+    return {"normaliser": normaliser_state(model)}

@@ -1,0 +1,139 @@
+"""Training the Ant's gait with PPO: the model, its evaluation and its export (``flexrl train skill=locomotion
+robot=ant`` runs these inside a training run directory, with its checkpoints, resume and curves).
+
+The env is :class:`~flexrl.robots.gait_env.GaitVecEnv` (bodies stepped together in C) under SB3's
+``VecNormalize``. Its statistics are part of the policy: the export writes them into ``gait.json`` and the
+resume state carries them as JSON (never pickled).
+
+The evaluation commands each body one of eight headings at full speed (or "stop") for a fixed time and
+measures, in the world frame, the mean velocity along the command and across it over the last three
+quarters of the episode, the displacement under "stop" and falls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flexrl.robots.gait_env import GaitTask, GaitVecEnv
+
+HEADINGS = 8
+WALK_BAR = 0.5
+"""m/s along the command: the bar a heading must meet."""
+DRIFT_BAR = 0.2
+"""m/s across the command at most."""
+STOP_BAR = 0.2
+"""metres a stopped body may move."""
+
+
+def make_gait_model(ppo, tensorboard_dir: str | Path | None = None, threads: int = 1):
+    """A fresh PPO model on a normalised batched gait env with ``ppo``'s settings."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(ppo.threads)
+    env = VecNormalize(GaitVecEnv(ppo.n_envs, seed=ppo.seed, threads=threads), gamma=ppo.gamma)
+    return PPO("MlpPolicy", env, n_steps=ppo.n_steps, batch_size=ppo.batch_size, n_epochs=ppo.n_epochs,
+               learning_rate=ppo.learning_rate, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda, ent_coef=ppo.ent_coef,
+               policy_kwargs={"net_arch": list(ppo.net_arch), "log_std_init": -0.5}, seed=ppo.seed, device="cpu",
+               verbose=0, tensorboard_log=str(tensorboard_dir) if tensorboard_dir else None)
+
+
+def normaliser_state(model) -> dict[str, Any]:
+    """The ``VecNormalize`` statistics of a gait model as JSON-ready lists."""
+    env = model.get_env()
+    return {"obs_mean": env.obs_rms.mean.tolist(), "obs_var": env.obs_rms.var.tolist(), "obs_count": float(env.obs_rms.count),
+            "ret_mean": float(env.ret_rms.mean), "ret_var": float(env.ret_rms.var), "ret_count": float(env.ret_rms.count)}
+
+
+def restore_normaliser(model, state: dict[str, Any]) -> None:
+    """Put saved statistics (:func:`normaliser_state`) back into a gait model's ``VecNormalize``."""
+    env = model.get_env()
+    env.obs_rms.mean, env.obs_rms.var = np.asarray(state["obs_mean"]), np.asarray(state["obs_var"])
+    env.obs_rms.count = state["obs_count"]
+    env.ret_rms.mean, env.ret_rms.var, env.ret_rms.count = state["ret_mean"], state["ret_var"], state["ret_count"]
+
+
+@dataclass
+class GaitEval:
+    """What :func:`evaluate_gait` measured.
+
+    Attributes:
+        along: mean speed along the command per heading (m/s), east first, counter-clockwise.
+        drift: mean absolute speed across the command per heading (m/s).
+        stop_travel: largest displacement of a stopped body (m).
+        falls: bodies that fell, of ``episodes``.
+        episodes: bodies evaluated (walking and stopped).
+    """
+
+    along: list[float]
+    drift: list[float]
+    stop_travel: float
+    falls: int
+    episodes: int
+
+    def success(self) -> dict[str, float]:
+        """Per skill, the share of the bar met: ``walk`` (headings meeting speed and drift), ``stop``, ``upright``."""
+        walk = np.mean([a >= WALK_BAR and d <= DRIFT_BAR for a, d in zip(self.along, self.drift)])
+        return {"walk": float(walk), "stop": float(self.stop_travel <= STOP_BAR),
+                "upright": 1.0 - self.falls / max(1, self.episodes)}
+
+
+def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000, speed: float = 1.0) -> GaitEval:
+    """Run ``act`` (raw gait observations (n, d) -> motor commands (n, 8)) on ``episodes`` bodies: most walk in
+    one of eight headings at ``speed``, a ninth of them (at least one) stop."""
+    n = max(episodes, HEADINGS + 1)
+    env = GaitVecEnv(n, seed=seed, task=GaitTask(resample=10**9, episode_steps=10**9))
+    obs = env.reset()
+    kind = np.arange(n) % (HEADINGS + 1)  # 0..7 headings, 8 stop
+    angle = kind * 2 * np.pi / HEADINGS
+    commands = np.where(kind[:, None] < HEADINGS, np.stack([np.cos(angle), np.sin(angle)], 1) * speed, 0.0)
+    env.set_commands(commands)
+    obs = env.observe()
+    start, fell = None, np.zeros(n, dtype=bool)
+    vel_sum, counted = np.zeros((n, 2)), 0
+    for t in range(steps):
+        obs, _, done, infos = env.step(act(obs))
+        fell |= np.array([bool(info.get("fell")) for info in infos])
+        if t == steps // 4:
+            start = env.positions().copy()
+        if t >= steps // 4:
+            vel_sum += env.velocities()
+            counted += 1
+        if done.any():
+            env.set_commands(commands)  # a reset body drew a new command: give it its own back
+    mean_vel = vel_sum / max(1, counted)
+    unit = np.stack([np.cos(angle), np.sin(angle)], 1)
+    along = np.sum(mean_vel * unit, 1)
+    across = np.abs(mean_vel[:, 0] * -unit[:, 1] + mean_vel[:, 1] * unit[:, 0])
+    walking = kind < HEADINGS
+    per_heading = [(float(np.mean(along[(kind == h) & ~fell])) if np.any((kind == h) & ~fell) else 0.0,
+                    float(np.mean(across[(kind == h) & ~fell])) if np.any((kind == h) & ~fell) else 1.0)
+                   for h in range(HEADINGS)]
+    stopped = ~walking & ~fell
+    travel = np.linalg.norm(env.positions() - start, axis=1)
+    stop_travel = float(travel[stopped].max()) if stopped.any() else float("inf")
+    return GaitEval([a for a, _ in per_heading], [d for _, d in per_heading], stop_travel, int(fell.sum()), n)
+
+
+def model_actor(model):
+    """A gait model as ``act`` for :func:`evaluate_gait`: normalise with its env's statistics, mean action."""
+    env = model.get_env()
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        action, _ = model.predict(env.normalize_obs(obs), deterministic=True)
+        return np.clip(action, -1.0, 1.0)
+
+    return act
+
+
+def export_model(model, directory: str | Path, info: dict[str, Any]) -> Path:
+    """Export a gait model with its observation statistics (:func:`flexrl.robots.gait.export_gait`)."""
+    from flexrl.robots.gait import export_gait
+
+    env = model.get_env()
+    return export_gait(model.policy, env.obs_rms.mean, env.obs_rms.var, env.clip_obs, directory, info)

@@ -1,0 +1,55 @@
+"""`flexrl train skill=locomotion robot=ant`: a run directory with a weights-only gait, evaluated on its bars."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flexrl.robots.gait import OBS_DIM, GaitPolicy
+from flexrl.robots.gait_training import HEADINGS, evaluate_gait
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _flexrl(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flexrl.cli", *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def test_standing_still_meets_the_stop_bar_and_no_heading():
+    result = evaluate_gait(lambda obs: np.zeros((len(obs), 8)), episodes=HEADINGS + 1, steps=40)
+    assert result.success() == {"walk": 0.0, "stop": 1.0, "upright": 1.0}
+    assert all(abs(a) < 0.1 for a in result.along) and result.falls == 0
+
+
+def test_a_policy_that_walks_nowhere_is_not_called_a_walker():
+    """Thrashing at full torque moves the body but not along each commanded heading."""
+    rng = np.random.default_rng(0)
+    result = evaluate_gait(lambda obs: rng.uniform(-1, 1, (len(obs), 8)), episodes=HEADINGS + 1, steps=60)
+    assert result.success()["walk"] < 0.5
+
+
+def test_a_tiny_gait_run_writes_a_weights_only_gait_the_ant_loads(tmp_path):
+    out = _flexrl("train", "skill=locomotion", "robot=ant", "skill.total_steps=2048", "ppo.n_envs=16", "ppo.n_steps=32",
+                  "ppo.batch_size=256", "ppo.eval_every=1024", "skill.eval_episodes=9", f"experiment.workspace={tmp_path}",
+                  "tracking.progress=false")
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = (tmp_path / "default").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 2048 and set(metrics["success"]) == {"walk", "stop", "upright"}
+    gait = GaitPolicy.load(run / "checkpoints" / "gait")
+    assert gait.act(np.zeros(OBS_DIM, np.float32)).shape == (8,)
+    assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 2048
+    assert (run / "checkpoints" / "gait" / "gait.safetensors").stat().st_size < 2_000_000
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("skill=locomotion",), "flexrl train: skill=locomotion with robot='orb': only a legged robot has a gait to learn; allowed: robot=ant"),
+    (("skill=reach", "robot=ant", "robot.gait=/nonexistent"), "flexrl train: robot.gait='/nonexistent' holds no gait checkpoint"),
+])
+def test_a_body_that_cannot_train_the_family_is_one_line_before_any_run(tmp_path, args, message):
+    out = _flexrl("train", *args, f"experiment.workspace={tmp_path}")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(message), out.stderr[-1000:]
+    assert not list(tmp_path.rglob("meta.json"))
