@@ -131,3 +131,19 @@ def test_the_single_body_gymnasium_env_passes_the_checker_and_steps_like_the_bat
     for a in actions:
         single.step(a), batched.step(a)
     assert np.allclose(single.qpos, batched.qpos, atol=1e-6)
+
+
+def test_the_ant_arena_scales_ball_and_pads_and_films_the_ant_from_its_tracking_camera():
+    env = make_arena("ant", render_mode="rgb_array", width=160, height=120)
+    assert (env.spec_.half_size, env.spec_.ball_radius, env.spec_.pad_radius) == pytest.approx((5.0, 0.3, 0.625))
+    env.reset(seed=0, options={"agent": [-3.0, -3.0]})
+    near = env.render().copy()
+    env.reset(seed=0, options={"agent": [3.0, 3.0]})
+    far = env.render()
+    assert near.shape == (120, 160, 3) and near.std() > 10
+    # The camera moves with the body: the purple torso is near the centre of the frame wherever the ant is.
+    for frame in (near, far):
+        centre = frame[40:80, 55:105].astype(int)
+        purple = (centre[..., 2] > 120) & (centre[..., 0] > 60) & (centre[..., 1] < 80)
+        assert purple.sum() > 20
+    env.close()

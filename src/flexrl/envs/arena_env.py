@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,13 @@ def check_point(name: str, value: Any, half_size: float, margin: float = 0.0) ->
     if not np.all(np.isfinite(p)) or np.any(np.abs(p) > lim):
         raise ValueError(f"{name}={value!r} is outside the arena; x and y must be finite and in [-{lim:g}, {lim:g}] m")
     return p
+
+
+def scaled_spec(scale: float) -> ArenaSpec:
+    """The default arena with its floor, ball and pads scaled (a robot's ``arena_scale``)."""
+    base = ArenaSpec()
+    return dataclasses.replace(base, half_size=base.half_size * scale, ball_radius=base.ball_radius * scale,
+                               pad_radius=base.pad_radius * scale)
 
 
 class ArenaEnv(gym.Env):
@@ -81,7 +89,7 @@ class ArenaEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'rgb_array'")
         self.robot = make_robot(robot)
-        self.spec_ = spec or ArenaSpec(half_size=ArenaSpec().half_size * self.robot.arena_scale)
+        self.spec_ = spec or scaled_spec(self.robot.arena_scale)
         self.frame_skip = int(frame_skip)
         self.ball_mode = ball_mode
         self.ball_speed = float(ball_speed)
@@ -259,7 +267,8 @@ class ArenaEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------- rendering
     def render(self) -> np.ndarray | None:
-        """An RGB frame from the overhead camera, or None without a render mode."""
+        """An RGB frame from the robot's camera (the orb: overhead; the Ant: following it at an angle), or None
+        without a render mode."""
         if self.render_mode != "rgb_array":
             return None
         if self._renderer is None:
@@ -269,7 +278,7 @@ class ArenaEnv(gym.Env):
                 raise RuntimeError(f"no OpenGL context for offscreen rendering ({err}); set MUJOCO_GL=egl (or osmesa) before starting Python") from None
             for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
                 self._renderer.scene.flags[flag] = 0
-        self._renderer.update_scene(self.data, camera="top")
+        self._renderer.update_scene(self.data, camera=self.robot.camera)
         return self._renderer.render()
 
     def close(self) -> None:

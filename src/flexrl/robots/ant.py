@@ -49,6 +49,8 @@ def _ant_parts() -> tuple[str, str, str]:
     torso.set("pos", f"0 0 {STAND_HEIGHT}")
     for camera in torso.findall("camera"):
         torso.remove(camera)
+    # Follows the body from the south-south-west, looking down at 35 degrees: the legs and the gait show.
+    ET.SubElement(torso, "camera", name="track", mode="trackcom", pos="-1.2 -3.6 2.6", xyaxes="0.95 -0.32 0 0.18 0.56 0.81")
     for element in torso.iter():
         if element.tag == "joint":
             element.set("name", "agent_root" if element.get("type") == "free" else f"ant_{element.get('name')}")
@@ -77,6 +79,7 @@ class Ant(Robot):
     arena_scale = 2.5
     has_heading = True
     legged = True
+    camera = "track"
 
     def __init__(self, gait: str | None = None) -> None:
         self.gait_path = gait

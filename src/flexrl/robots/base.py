@@ -45,7 +45,7 @@ class Robot(ABC):
         name: the ``robot=`` option.
         radius: its footprint radius, metres (contacts with the ball, layout separation).
         top_speed: planar speed at full action, m/s (time budgets scale with it).
-        arena_scale: the arena's size relative to the orb's 4 m square.
+        arena_scale: the arena's size relative to the orb's 4 m square (floor, ball and pads scale with it).
     """
 
     name: str = ""
@@ -58,6 +58,8 @@ class Robot(ABC):
     """Whether the body has a front (its heading is drawn at reset); the orb has none."""
     legged: bool = False
     """Whether the body walks with a learned gait (``flexrl train skill=locomotion``)."""
+    camera: str = "top"
+    """The camera videos are rendered from: the arena's overhead ``top``, or one the body brings."""
 
     @abstractmethod
     def parts(self) -> BodyParts:
