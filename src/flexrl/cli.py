@@ -50,7 +50,8 @@ def _train(cfg) -> float:
     from flexrl.config.validate import load_run_config
     from flexrl.runs.atomic import write_text
     from flexrl.runs.run_dir import RunDir, recorded_status
-    from flexrl.skills.training_run import TrainingRunConfig, check_body, parent_policy, train_in_run
+    from flexrl.skills.train import check_body
+    from flexrl.skills.training_run import TrainingRunConfig, parent_policy, train_in_run
 
     if cfg.resume:  # checked before Hydra ran (_check_resume): the run, its config and its checkpoint
         run = RunDir.open(cfg.resume)

@@ -147,3 +147,53 @@ def test_the_ant_arena_scales_ball_and_pads_and_films_the_ant_from_its_tracking_
         purple = (centre[..., 2] > 120) & (centre[..., 0] > 60) & (centre[..., 1] < 80)
         assert purple.sum() > 20
     env.close()
+
+
+@pytest.fixture(scope="module")
+def untrained_gait(tmp_path_factory):
+    """A gait checkpoint of an untrained policy: the export path end to end, no training."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(GaitVecEnv(2, seed=0))
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, policy_kwargs={"net_arch": [16]}, device="cpu", seed=0)
+    return export_gait(model.policy, env.obs_rms.mean, env.obs_rms.var, env.clip_obs,
+                       tmp_path_factory.mktemp("gait"), {"steps": 0})
+
+
+def test_an_ant_on_its_back_ends_the_arena_episode_as_a_fall(untrained_gait):
+    from flexrl.envs.config import RobotConfig
+
+    arena = make_arena(RobotConfig(name="ant", gait=str(untrained_gait)))
+    arena.reset(seed=0)
+    _, _, terminated, _, _ = arena.step(np.zeros(2))
+    assert not terminated
+    arena.data.qpos[arena.robot.root_q + 3 : arena.robot.root_q + 7] = [0.0, 1.0, 0.0, 0.0]
+    _, reward, terminated, _, info = arena.step(np.zeros(2))
+    assert terminated and info["fell"] and reward == 0.0
+
+
+def test_a_skill_action_becomes_a_command_no_faster_than_the_top_speed():
+    ant = Ant()
+    assert np.allclose(ant.command([1.0, 1.0]), [math.sqrt(0.5), math.sqrt(0.5)])
+    assert np.allclose(ant.command([0.2, 0.0]), [0.2, 0.0])
+
+
+@pytest.mark.parametrize("meta", [{"format": "other"}, {"format": "flexrl-gait/1", "obs_dim": 5}, []])
+def test_a_gait_file_of_another_kind_is_one_line(tmp_path, meta):
+    import json
+
+    from safetensors.numpy import save_file
+
+    (tmp_path / "gait.json").write_text(json.dumps(meta))
+    save_file({"layer0.weight": np.zeros((8, OBS_DIM), np.float32)}, str(tmp_path / "gait.safetensors"))
+    with pytest.raises(ValueError, match=rf"^robot.gait='{tmp_path}': format .*; allowed: 'flexrl-gait/1' with obs_dim {OBS_DIM}$"):
+        GaitPolicy.load(tmp_path)
+
+
+def test_the_batched_env_reports_reward_terms_that_add_up_to_the_reward():
+    env = GaitVecEnv(4, seed=0)
+    env.reset()
+    _, reward, _, infos = env.step(np.random.default_rng(0).uniform(-1, 1, (4, 8)))
+    for r, info in zip(reward, infos):
+        assert sum(info["reward_terms"].values()) == pytest.approx(float(r), abs=1e-5)

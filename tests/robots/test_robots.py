@@ -66,3 +66,13 @@ def test_evaluation_judges_the_body_it_is_given():
     fast = evaluate_skill(policies, "go_to", episodes=6, seed=10_000)
     slow = evaluate_skill(policies, "go_to", episodes=6, seed=10_000, robot=RobotConfig(damping=40.0))
     assert fast.success_rate >= 0.8 and slow.success_rate < fast.success_rate
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    (RobotConfig(name="ant", force=8.0), "robot.force=8.0 does not apply to robot=ant; its settings: gait"),
+    (RobotConfig(gait="/somewhere"), "robot.gait='/somewhere' does not apply to robot=orb; its settings: radius, force, damping"),
+])
+def test_a_setting_the_robot_does_not_take_is_refused_in_one_line(config, message):
+    with pytest.raises(ValueError) as err:
+        make_robot(config)
+    assert str(err.value) == message

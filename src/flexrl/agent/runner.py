@@ -290,7 +290,8 @@ class AgentRunner:
             if self.on_step:
                 self.on_step(step)
             if terminated:
-                self.log.emit("note", step, note="simulation unstable; episode ended" if info.get("unstable") else "episode ended")
+                self.log.emit("note", step, note="simulation unstable; episode ended" if info.get("unstable")
+                              else "the robot fell; episode ended" if info.get("fell") else "episode ended")
                 break
         return self.summary(step + 1)
 

@@ -238,7 +238,8 @@ class ArenaEnv(gym.Env):
         """Apply a planar force for one control step.
 
         A non-finite action is treated as no force. A simulation that becomes unstable (NaN state)
-        ends the episode with ``info["unstable"] = True`` instead of raising.
+        ends the episode with ``info["unstable"] = True`` instead of raising; a robot that falls
+        (:meth:`~flexrl.robots.base.Robot.fallen`) ends it with ``info["fell"] = True``.
         """
         a = np.asarray(action, dtype=float).reshape(2)
         a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
@@ -258,6 +259,9 @@ class ArenaEnv(gym.Env):
             mujoco.mj_resetData(self.model, self.data)
             mujoco.mj_forward(self.model, self.data)
             self._world = None
+            return self._obs(), 0.0, True, False, info
+        if self.robot.fallen(self.data):  # a legged body on its back: the episode is over
+            info["fell"] = True
             return self._obs(), 0.0, True, False, info
         return self._obs(), 0.0, False, False, info
 

@@ -31,10 +31,11 @@ class EnvConfig:
 
 @dataclass
 class RobotConfig:
-    """The agent's body (:mod:`flexrl.robots`); each robot takes the settings it names in ``SETTINGS``.
+    """The agent's body (:mod:`flexrl.robots`); each robot takes the settings it names in ``SETTINGS`` and
+    refuses the others (None: unset, the robot's default).
 
     Attributes:
-        name: the robot ("orb": a sphere on two slide joints driven by two planar motors).
+        name: the robot ("orb": a sphere on two slide joints driven by two planar motors; "ant").
         radius: the orb's radius, metres.
         force: the orb's force in newtons at action magnitude 1 on each axis.
         damping: linear damping of the orb's slide joints; with ``force`` it sets the top speed.
@@ -42,9 +43,9 @@ class RobotConfig:
     """
 
     name: str = "orb"
-    radius: float = 0.1
-    force: float = 6.0
-    damping: float = 4.0
+    radius: Optional[float] = None
+    force: Optional[float] = None
+    damping: Optional[float] = None
     gait: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -52,5 +53,5 @@ class RobotConfig:
             raise ValueError(f"robot.name={self.name!r}; allowed: {', '.join(ROBOTS)}")
         for key in ("radius", "force", "damping"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            if value is not None and (not isinstance(value, (int, float)) or not 0 < value < float("inf")):
                 raise ValueError(f"robot.{key}={value!r}; allowed: a finite positive number")

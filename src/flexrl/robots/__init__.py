@@ -38,6 +38,11 @@ def make_robot(robot: "Robot | RobotConfig | str | None" = None) -> "Robot":
         return robot
     if robot is None or isinstance(robot, str):
         return robot_class(robot or "orb")()
-    settings: dict[str, Any] = asdict(robot)
-    cls = robot_class(settings.pop("name"))
-    return cls(**{k: v for k, v in settings.items() if k in cls.SETTINGS})
+    settings: dict[str, Any] = {k: v for k, v in asdict(robot).items() if v is not None}
+    name = settings.pop("name")
+    cls = robot_class(name)
+    stray = [k for k in settings if k not in cls.SETTINGS]
+    if stray:
+        raise ValueError(f"robot.{stray[0]}={settings[stray[0]]!r} does not apply to robot={name}; "
+                         f"its settings: {', '.join(cls.SETTINGS)}")
+    return cls(**settings)

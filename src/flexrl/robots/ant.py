@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flexrl.robots.base import BodyParts, Robot
+from flexrl.robots.gait import GaitPolicy, body_commands, headings, observations, rotations
 
 if TYPE_CHECKING:
     import mujoco
 
-    from flexrl.robots.gait import GaitPolicy
-
 STAND_HEIGHT = 0.55
 """Torso height (m) the ant is placed at, legs in Gymnasium's initial pose."""
-FALL_UP_Z = 0.0
-"""The ant has fallen when its torso's up axis points below the horizon (z component < this)."""
+FALL_HEIGHT = 0.26
+"""The ant has fallen when its torso is below this height (m) ..."""
+FALL_UP = 0.3
+"""... or its torso's up axis has tipped below this z component (about 73 degrees from vertical)."""
 JOINTS = ("hip_1", "ankle_1", "hip_2", "ankle_2", "hip_3", "ankle_3", "hip_4", "ankle_4")
 """The leg joints in observation order (the motors follow ant.xml's order, read by name at bind)."""
 
@@ -113,17 +114,18 @@ class Ant(Robot):
 
     def planar(self, data: "mujoco.MjData") -> tuple[np.ndarray, np.ndarray, float]:
         q, v = self.root_q, self.root_v
-        w, x, y, z = data.qpos[q + 3 : q + 7]
-        heading = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-        return data.qpos[q : q + 2].copy(), data.qvel[v : v + 2].copy(), heading
+        return data.qpos[q : q + 2].copy(), data.qvel[v : v + 2].copy(), float(headings(data.qpos[None, q + 3 : q + 7])[0])
 
     def up_z(self, data: "mujoco.MjData") -> float:
         """The z component of the torso's up axis (1 upright, below 0 upside down)."""
-        w, x, y, z = data.qpos[self.root_q + 3 : self.root_q + 7]
-        return float(1 - 2 * (x * x + y * y))
+        return float(rotations(data.qpos[None, self.root_q + 3 : self.root_q + 7])[0, 2, 2])
 
     def fallen(self, data: "mujoco.MjData") -> bool:
-        return self.up_z(data) < FALL_UP_Z
+        return bool(fallen(data.qpos[None, self.root_q : self.root_q + 7])[0])
+
+    def fallen_many(self, root_q: np.ndarray) -> np.ndarray:
+        """:meth:`fallen` for a batch of free-joint positions (n, 7) (gait training and evaluation)."""
+        return fallen(root_q)
 
     # ------------------------------------------------------------------ actuation
     def act_joints(self, data: "mujoco.MjData", torques: np.ndarray) -> None:
@@ -133,20 +135,28 @@ class Ant(Robot):
     def check(self) -> None:
         """Load the gait policy (FileNotFoundError, one line, when there is none)."""
         if self._gait is None:
-            from flexrl.robots.gait import GaitPolicy
-
             self._gait = GaitPolicy.load(self.gait_path)
 
     def act(self, data: "mujoco.MjData", action: np.ndarray) -> None:
         self.check()
-        self.act_joints(data, self._gait.act(self.gait_observation(data, np.asarray(action, dtype=float) * self.top_speed)))
+        self.act_joints(data, self._gait.act(self.gait_observation(data, self.command(action))))
+
+    def command(self, action: np.ndarray) -> np.ndarray:
+        """The world-frame velocity (m/s) a planar action asks for: its direction at up to ``top_speed``
+        (a diagonal action at full push is no faster than a straight one)."""
+        a = np.asarray(action, dtype=float)
+        return a * self.top_speed / max(1.0, float(np.linalg.norm(a)))
 
     def gait_observation(self, data: "mujoco.MjData", world_velocity: np.ndarray) -> np.ndarray:
         """The gait policy's observation (:func:`flexrl.robots.gait.observations`) for a world-frame command."""
-        from flexrl.robots.gait import body_commands, headings, observations
-
         q, v = self.root_q, self.root_v
         root_q = data.qpos[None, q : q + 7]
         command = body_commands(np.asarray(world_velocity, dtype=float)[None], headings(root_q[:, 3:7]))
         return observations(root_q, data.qvel[None, v : v + 6], data.qpos[None, self.joint_q],
                             data.qvel[None, self.joint_v], command)[0]
+
+
+def fallen(root_q: np.ndarray) -> np.ndarray:
+    """Which of a batch of Ant torsos (free-joint positions (n, 7)) have fallen: too low or tipped over.
+    The one rule the arena, gait training and gait evaluation share."""
+    return (root_q[:, 2] < FALL_HEIGHT) | (rotations(root_q[:, 3:7])[:, 2, 2] < FALL_UP)

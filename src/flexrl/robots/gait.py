@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+FORMAT = "flexrl-gait/1"
 OBS_DIM = 1 + 3 + 8 + 8 + 3 + 3 + 2
 """Height, gravity (3), joint positions (8), joint velocities (8), linear (3) and angular (3) velocity, command (2)."""
 SHIPPED = Path(__file__).parent / "pretrained" / "ant_gait"
@@ -69,22 +71,49 @@ class GaitPolicy:
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> "GaitPolicy":
-        """The gait checkpoint in ``directory`` (None: the shipped one).
+        """The gait checkpoint in ``directory`` (None: the shipped one); read once per file version.
 
         Raises:
             FileNotFoundError: one line saying where it looked and how to make one.
+            ValueError: one line naming a file that is not a gait checkpoint of this observation layout.
         """
-        from safetensors.numpy import load_file
-
+        if not directory and not (SHIPPED / "gait.json").is_file():
+            raise FileNotFoundError("robot=ant has no shipped gait yet; set robot.gait=<run>/checkpoints/gait, "
+                                    "or train one with `flexrl train skill=locomotion robot=ant`")
         path = Path(directory) if directory else SHIPPED
         if not (path / "gait.json").is_file() or not (path / "gait.safetensors").is_file():
             raise FileNotFoundError(f"robot.gait={str(path)!r} holds no gait checkpoint (gait.json and gait.safetensors); "
                                     "train one with `flexrl train skill=locomotion robot=ant`")
-        meta = json.loads((path / "gait.json").read_text())
-        tensors = load_file(str(path / "gait.safetensors"))
-        layers = [(tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"]) for i in range(meta["layers"])]
-        return cls(layers, np.asarray(meta["obs_mean"], np.float32), np.asarray(meta["obs_var"], np.float32),
-                   float(meta["clip_obs"]), meta)
+        stamp = tuple((path / f).stat().st_mtime_ns for f in ("gait.json", "gait.safetensors"))
+        return _load(str(path.resolve()), stamp)
+
+    @classmethod
+    def read(cls, path: Path) -> "GaitPolicy":
+        """Read and check the two files (use :meth:`load`)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            meta = json.loads((path / "gait.json").read_text())
+            tensors = load_file(str(path / "gait.safetensors"))
+        except (ValueError, SafetensorError) as err:
+            raise ValueError(f"robot.gait={str(path)!r}: unreadable gait checkpoint ({str(err).splitlines()[0]}); "
+                             "allowed: the gait/ directory a locomotion run writes") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("obs_dim") != OBS_DIM:
+            got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ValueError(f"robot.gait={str(path)!r}: format {got!r} with obs_dim "
+                             f"{meta.get('obs_dim') if isinstance(meta, dict) else None!r}; allowed: {FORMAT!r} with obs_dim {OBS_DIM}")
+        try:
+            layers = [(tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"]) for i in range(int(meta["layers"]))]
+            policy = cls(layers, np.asarray(meta["obs_mean"], np.float32), np.asarray(meta["obs_var"], np.float32),
+                         float(meta["clip_obs"]), meta)
+            out = policy.act(np.zeros(OBS_DIM, np.float32))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"robot.gait={str(path)!r}: a gait checkpoint whose layers do not fit ({err}); "
+                             "allowed: the gait/ directory a locomotion run writes") from None
+        if out.shape != (8,):
+            raise ValueError(f"robot.gait={str(path)!r}: the policy outputs {out.shape}; allowed: 8 motor commands")
+        return policy
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Motor commands for observations (OBS_DIM,) or (n, OBS_DIM) (the policy's mean action, clipped)."""
@@ -95,6 +124,12 @@ class GaitPolicy:
                 x = np.tanh(x)
         return np.clip(x, -1.0, 1.0)
 
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, stamp: tuple) -> GaitPolicy:
+    """One read per gait file version, shared by every arena holding the robot (``stamp``: the files' mtimes)."""
+    return GaitPolicy.read(Path(path))
 
 def export_gait(policy, obs_mean: np.ndarray, obs_var: np.ndarray, clip_obs: float, directory: str | Path,
                 info: dict) -> Path:
@@ -115,7 +150,7 @@ def export_gait(policy, obs_mean: np.ndarray, obs_var: np.ndarray, clip_obs: flo
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "gait.safetensors", lambda tmp: save_file(tensors, tmp))
-    write_json(out / "gait.json", {"format": "flexrl-gait/1", "layers": len(linears), "activation": "tanh",
+    write_json(out / "gait.json", {"format": FORMAT, "layers": len(linears), "activation": "tanh",
                                    "obs_dim": OBS_DIM, "obs_mean": np.asarray(obs_mean).tolist(),
                                    "obs_var": np.asarray(obs_var).tolist(), "clip_obs": float(clip_obs), **info})
     return out

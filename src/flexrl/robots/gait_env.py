@@ -5,8 +5,8 @@ for the whole batch, ``frame_skip`` physics steps each) and computes observation
 in numpy: no Python loop per body or per physics step. The bodies are the arena's Ant (same MJCF, defaults
 and physics options as in the arena), on the arena's floor made large and with the ball parked far away.
 
-Commands are world-frame planar velocities, resampled within an episode (some are "stop"), shown to the
-policy in the torso's frame. The reward tracks the command (the legged-locomotion recipe):
+Commands are world-frame planar velocities of any direction and a speed up to the robot's top speed (some
+are "stop"), redrawn within an episode at a random phase per body, shown to the policy in the torso's frame. The reward tracks the command (the legged-locomotion recipe):
 ``w_track * exp(-|v - v_cmd|^2 / sigma) + w_progress * (v . v_cmd/|v_cmd|, capped at |v_cmd|) + alive
 - w_ctrl * |a|^2``, floored at 0 so that falling (which ends the episode) never pays.
 """
@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from flexrl.envs.arena_model import ArenaSpec, arena_xml
 from flexrl.robots.ant import Ant
-from flexrl.robots.gait import OBS_DIM, body_commands, headings, observations, rotations
+from flexrl.robots.gait import OBS_DIM, body_commands, headings, observations
 
 
 @dataclass(frozen=True)
@@ -33,23 +33,20 @@ class GaitTask:
     """Commands, reward and episode settings of gait training.
 
     Attributes:
-        max_speed: commanded speeds are drawn up to this (m/s).
-        min_speed: ... and from this, when the command is not "stop".
-        stop_share: share of commands that are "stop" (zero velocity).
-        resample: steps between command draws (each body, at random phases).
+        max_speed: commanded speeds are drawn uniformly up to this (m/s): the Ant's ``top_speed``, everything
+            its skills can ask for.
+        stop_share: share of commands that are exactly "stop" (zero velocity).
+        resample: steps between command draws (each body's first after a random share of it).
         episode_steps: steps before an episode is cut (truncation, not failure).
         sigma: width of the tracking kernel, (m/s)^2.
         w_track: weight of the tracking kernel.
         w_progress: weight of speed along the command.
         alive: reward per step upright.
         w_ctrl: weight of the control cost.
-        fall_height: the torso below this (m) is a fall.
-        fall_up: the torso's up axis z-component below this is a fall.
         frame_skip: physics steps per control step (0.01 s * 5 = 20 Hz, as in the arena).
     """
 
     max_speed: float = 1.0
-    min_speed: float = 0.3
     stop_share: float = 0.15
     resample: int = 150
     episode_steps: int = 1000
@@ -58,15 +55,17 @@ class GaitTask:
     w_progress: float = 1.0
     alive: float = 0.05
     w_ctrl: float = 0.05
-    fall_height: float = 0.26
-    fall_up: float = 0.3
     frame_skip: int = 5
 
 
 class GaitVecEnv(VecEnv):
     """``n_envs`` Ants learning to walk on command, stepped together by ``mujoco.rollout``.
 
+    A body whose physics diverges (MuJoCo then resets it in place, so its clock stops) ends its episode
+    with ``info["unstable"]`` and no reward for that step, like a fall.
+
     Args:
+        robot: the legged body (None: the Ant).
         n_envs: bodies stepped together.
         seed: seeds command draws and initial noise.
         task: commands, reward and episode settings.
@@ -78,9 +77,9 @@ class GaitVecEnv(VecEnv):
     render_mode = None
 
     def __init__(self, n_envs: int = 64, seed: int = 0, task: GaitTask = GaitTask(), threads: int = 1,
-                 batched: bool = True) -> None:
+                 batched: bool = True, robot: Ant | None = None) -> None:
         self.batched = batched
-        self.robot = Ant()
+        self.robot = robot or Ant()
         self.model = mujoco.MjModel.from_xml_string(arena_xml(ArenaSpec(half_size=200.0), self.robot.parts()))
         self.robot.bind(self.model)
         self.task = task
@@ -95,6 +94,7 @@ class GaitVecEnv(VecEnv):
         self.state = np.zeros((n_envs, self.nstate))
         self.commands = np.zeros((n_envs, 2))
         self.steps = np.zeros(n_envs, dtype=np.int64)
+        self.countdown = np.zeros(n_envs, dtype=np.int64)
         self.returns = np.zeros(n_envs)
         self.rng = np.random.default_rng(seed)
         self._actions = np.zeros((n_envs, 8))
@@ -126,16 +126,16 @@ class GaitVecEnv(VecEnv):
         qpos[:, r.root_q + 6] = np.sin(yaw / 2)
         qpos[:, r.joint_q] += self.rng.uniform(-0.1, 0.1, (idx.size, 8))
         qvel[:, r.joint_v] = self.rng.normal(0, 0.1, (idx.size, 8))
-        s[:, self._qpos], s[:, self._qvel] = qpos, qvel
         self.state[idx] = s
         self.steps[idx] = 0
         self.returns[idx] = 0.0
         self._draw_commands(idx)
+        self.countdown[idx] = self.rng.integers(1, self.task.resample + 1, idx.size)  # a random phase per body
 
     def _draw_commands(self, idx: np.ndarray) -> None:
         t = self.task
         angle = self.rng.uniform(-np.pi, np.pi, idx.size)
-        speed = self.rng.uniform(t.min_speed, t.max_speed, idx.size)
+        speed = self.rng.uniform(0.0, t.max_speed, idx.size)
         speed[self.rng.random(idx.size) < t.stop_share] = 0.0
         self.commands[idx] = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
 
@@ -171,6 +171,11 @@ class GaitVecEnv(VecEnv):
         """Every torso's planar position (n_envs, 2)."""
         return self.qpos[:, self.robot.root_q : self.robot.root_q + 2]
 
+    @property
+    def dt(self) -> float:
+        """Seconds per control step."""
+        return self.task.frame_skip * self.model.opt.timestep
+
     def velocities(self) -> np.ndarray:
         """Every torso's planar world-frame velocity (n_envs, 2)."""
         return self.qvel[:, self.robot.root_v : self.robot.root_v + 2]
@@ -187,6 +192,7 @@ class GaitVecEnv(VecEnv):
         t, r = self.task, self.robot
         control = np.zeros((self.num_envs, 1, self.model.nu))
         control[:, 0, r.motors] = self._actions
+        clock = self.state[:, 0].copy()
         if self.batched:
             rollout.rollout(self._models, self.datas, self.state, np.repeat(control, t.frame_skip, 1),
                             nstep=t.frame_skip, state=self._out, skip_checks=True)
@@ -199,6 +205,8 @@ class GaitVecEnv(VecEnv):
                 mujoco.mj_step(self.model, data, t.frame_skip)
                 mujoco.mj_getState(self.model, data, self.state[i], self.spec_state)
         self.steps += 1
+        self.countdown -= 1
+        unstable = ~np.isclose(self.state[:, 0], clock + t.frame_skip * self.model.opt.timestep)
         root_q, root_v, _, _ = self._parts()
         v = root_v[:, 0:2]
         cmd = self.commands
@@ -207,20 +215,25 @@ class GaitVecEnv(VecEnv):
         along = np.minimum(np.sum(v * unit, axis=1), speed)
         track = np.exp(-np.sum((v - cmd) ** 2, axis=1) / t.sigma)
         ctrl = np.sum(self._actions ** 2, axis=1)
-        reward = np.maximum(0.0, t.w_track * track + t.w_progress * along + t.alive - t.w_ctrl * ctrl)
-        up = rotations(root_q[:, 3:7])[:, 2, 2]
-        fell = (root_q[:, 2] < t.fall_height) | (up < t.fall_up) | ~np.all(np.isfinite(self.state), axis=1)
-        reward[fell] = 0.0
+        terms = {"track": t.w_track * track, "progress": t.w_progress * along, "alive": np.full(self.num_envs, t.alive),
+                 "ctrl": -t.w_ctrl * ctrl}
+        total = sum(terms.values())
+        fell = self.robot.fallen_many(root_q) | unstable
+        reward = np.where(fell, 0.0, np.maximum(0.0, total))
+        floor = reward - total  # what the floor (and a fall) added: the terms plus it are the reward
         cut = (self.steps >= t.episode_steps) & ~fell
         self.returns += reward
-        resample = (self.steps % t.resample == 0) & ~fell & ~cut
+        resample = (self.countdown <= 0) & ~fell & ~cut
         self._draw_commands(np.flatnonzero(resample))
+        self.countdown[resample] = t.resample
         obs = self._obs()
         done = fell | cut
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        infos: list[dict[str, Any]] = [{"reward_terms": {**{k: float(v[i]) for k, v in terms.items()}, "floor": float(floor[i])}}
+                                       for i in range(self.num_envs)]
         for i in np.flatnonzero(done):
-            infos[i] = {"terminal_observation": obs[i].copy(), "TimeLimit.truncated": bool(cut[i]),
-                        "episode": {"r": float(self.returns[i]), "l": int(self.steps[i])}, "fell": bool(fell[i])}
+            infos[i].update({"terminal_observation": obs[i].copy(), "TimeLimit.truncated": bool(cut[i]),
+                             "episode": {"r": float(self.returns[i]), "l": int(self.steps[i])}, "fell": bool(fell[i] and not unstable[i]),
+                             "unstable": bool(unstable[i])})
         if done.any():
             self._reset_bodies(np.flatnonzero(done))
             obs = self._obs()

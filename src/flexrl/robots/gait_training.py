@@ -6,8 +6,8 @@ The env is :class:`~flexrl.robots.gait_env.GaitVecEnv` (bodies stepped together 
 resume state carries them as JSON (never pickled).
 
 The evaluation commands each body one of eight headings at full speed (or "stop") for a fixed time and
-measures, in the world frame, the mean velocity along the command and across it over the last three
-quarters of the episode, the displacement under "stop" and falls.
+measures, in the world frame, the displacement along the command and across it over the last three
+quarters of the episode divided by that time, the displacement under "stop" and falls.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ STOP_BAR = 0.2
 """metres a stopped body may move."""
 
 
-def make_gait_model(ppo, tensorboard_dir: str | Path | None = None, threads: int = 1):
-    """A fresh PPO model on a normalised batched gait env with ``ppo``'s settings."""
+def make_gait_model(ppo, robot=None, tensorboard_dir: str | Path | None = None, threads: int = 1):
+    """A fresh PPO model on a normalised batched gait env of ``robot`` (None: the Ant) with ``ppo``'s settings."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
     torch.set_num_threads(ppo.threads)
-    env = VecNormalize(GaitVecEnv(ppo.n_envs, seed=ppo.seed, threads=threads), gamma=ppo.gamma)
+    env = VecNormalize(GaitVecEnv(ppo.n_envs, seed=ppo.seed, threads=threads, robot=robot), gamma=ppo.gamma)
     return PPO("MlpPolicy", env, n_steps=ppo.n_steps, batch_size=ppo.batch_size, n_epochs=ppo.n_epochs,
                learning_rate=ppo.learning_rate, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda, ent_coef=ppo.ent_coef,
                policy_kwargs={"net_arch": list(ppo.net_arch), "log_std_init": -0.5}, seed=ppo.seed, device="cpu",
@@ -95,18 +95,16 @@ def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000,
     env.set_commands(commands)
     obs = env.observe()
     start, fell = None, np.zeros(n, dtype=bool)
-    vel_sum, counted = np.zeros((n, 2)), 0
     for t in range(steps):
         obs, _, done, infos = env.step(act(obs))
-        fell |= np.array([bool(info.get("fell")) for info in infos])
-        if t == steps // 4:
+        fell |= np.array([bool(info.get("fell") or info.get("unstable")) for info in infos])
+        if t == steps // 4 - 1:
             start = env.positions().copy()
-        if t >= steps // 4:
-            vel_sum += env.velocities()
-            counted += 1
         if done.any():
             env.set_commands(commands)  # a reset body drew a new command: give it its own back
-    mean_vel = vel_sum / max(1, counted)
+            obs = env.observe()
+    travel = env.positions() - start
+    mean_vel = travel / ((steps - steps // 4) * env.dt)
     unit = np.stack([np.cos(angle), np.sin(angle)], 1)
     along = np.sum(mean_vel * unit, 1)
     across = np.abs(mean_vel[:, 0] * -unit[:, 1] + mean_vel[:, 1] * unit[:, 0])
@@ -115,8 +113,7 @@ def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000,
                     float(np.mean(across[(kind == h) & ~fell])) if np.any((kind == h) & ~fell) else 1.0)
                    for h in range(HEADINGS)]
     stopped = ~walking & ~fell
-    travel = np.linalg.norm(env.positions() - start, axis=1)
-    stop_travel = float(travel[stopped].max()) if stopped.any() else float("inf")
+    stop_travel = float(np.linalg.norm(travel[stopped], axis=1).max()) if stopped.any() else float("inf")
     return GaitEval([a for a, _ in per_heading], [d for _, d in per_heading], stop_travel, int(fell.sum()), n)
 
 

@@ -231,15 +231,12 @@ def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | P
     if family not in TRAINABLE:
         raise ValueError(f"unknown skill family {family!r}; allowed: {', '.join(TRAINABLE)}")
     cfg.validate()
+    check_body(family, robot)
     if family == LOCOMOTION:
         from flexrl.robots import make_robot
         from flexrl.robots.gait_training import make_gait_model
 
-        body = make_robot(robot)
-        if not body.legged:
-            raise ValueError(f"skill=locomotion with robot={body.name!r}: only a legged robot has a gait to learn; "
-                             "allowed: robot=ant")
-        return make_gait_model(cfg, tensorboard_dir)
+        return make_gait_model(cfg, make_robot(robot), tensorboard_dir)
     torch.set_num_threads(cfg.threads)
     env = make_vec_env(ENV_IDS[family], n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=DummyVecEnv,
                        env_kwargs={"robot": robot} if robot is not None else None)
@@ -249,6 +246,26 @@ def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | P
         policy_kwargs={"net_arch": list(cfg.net_arch)}, seed=cfg.seed, device="cpu", verbose=0,
         tensorboard_log=str(tensorboard_dir) if tensorboard_dir else None,
     )
+
+
+def check_body(family: str, robot, parent: str | None = None) -> None:
+    """Refuse, in one line, a family the robot cannot train (a gait for a body without legs; a skill policy
+    for a legged body without its gait) and fine-tuning a gait from a parent.
+
+    Raises:
+        ValueError, FileNotFoundError: naming the family, the robot and what is allowed.
+    """
+    from flexrl.robots import ROBOTS, make_robot, robot_class
+
+    body = make_robot(robot)
+    if family == LOCOMOTION and not body.legged:
+        legged = [name for name in ROBOTS if robot_class(name).legged]
+        raise ValueError(f"skill=locomotion with robot={body.name!r}: only a legged robot has a gait to learn; "
+                         f"allowed: {', '.join(f'robot={name}' for name in legged)}")
+    if family != LOCOMOTION:
+        body.check()  # a legged body trains skills on top of its gait: it must have one
+    if family == LOCOMOTION and parent:
+        raise ValueError(f"parent={parent!r} with skill=locomotion: a gait trains from scratch; allowed: no parent")
 
 
 def train_family(family: str, cfg: PPOConfig, out_dir: str | Path, tensorboard_dir: str | Path | None = None) -> TrainResult:

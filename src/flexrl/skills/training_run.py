@@ -205,24 +205,6 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
         model.get_env().close()
 
 
-def check_body(family: str, robot: RobotConfig, parent: str | None) -> None:
-    """Refuse, in one line, a family the robot cannot train (a gait for a body without legs; a skill policy
-    for a legged body without its gait) and fine-tuning a gait from a parent.
-
-    Raises:
-        ValueError, FileNotFoundError: naming the family, the robot and what is allowed.
-    """
-    from flexrl.robots import make_robot
-
-    body = make_robot(robot)
-    if family == LOCOMOTION and not body.legged:
-        raise ValueError(f"skill=locomotion with robot={robot.name!r}: only a legged robot has a gait to learn; allowed: robot=ant")
-    if family != LOCOMOTION:
-        body.check()  # a legged body trains skills on top of its gait: it must have one
-    if family == LOCOMOTION and parent:
-        raise ValueError(f"parent={parent!r} with skill=locomotion: a gait trains from scratch; allowed: no parent")
-
-
 def open_resumable(path: str | Path, workspace: str | Path, signing_key: str | Path) -> RunDir:
     """The run at ``path`` if it may be resumed here: an unfinished training run of this workspace whose
     resume checkpoint (if any) this user's key signed for this run.
