@@ -32,7 +32,9 @@ def test_it_picks_skills_starts_sequences_finishes_and_refuses(planner):
     assert planner.format == "menu"
     assert _decide(planner, "Avoid the ball!") == "avoid(ball)"
     assert _decide(planner, "Touch the red pad, then the blue pad") == "go_to(red_pad)"
-    # Known failure (docs/distill.md): after a sequence's first step it says done instead of the second step.
+    assert _decide(planner, "Touch the red pad, then the blue pad", [("go_to(red_pad)", "reached")]) == "go_to(blue_pad)"
+    assert _decide(planner, "Touch the red pad, then the blue pad",
+                   [("go_to(red_pad)", "reached"), ("go_to(blue_pad)", "reached")]) == "done"
     assert _decide(planner, "Follow the ball", [("follow(ball)", "kept close")]) == "follow(ball)"  # durative: goes on
     assert _decide(planner, "Go to the green pad", [("go_to(green_pad)", "reached")]) == "done"
     assert _decide(planner, "Go to the purple pad") == "cannot"
