@@ -53,3 +53,13 @@ def test_a_body_that_cannot_train_the_family_is_one_line_before_any_run(tmp_path
     out = _flexrl("train", *args, f"experiment.workspace={tmp_path}")
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(message), out.stderr[-1000:]
     assert not list(tmp_path.rglob("meta.json"))
+
+
+def test_the_shipped_gait_walks_where_it_is_told_and_stops():
+    """bench/gait_bench.py measures the bars on 108 bodies; this is a short version of the same check."""
+    gait = GaitPolicy.load()
+    result = evaluate_gait(gait.act, episodes=3 * (HEADINGS + 1), steps=200, seed=50_000)
+    # 0 falls in 3 x 108 bench episodes, 1 in these 27: falls are rare, not impossible (docs/robots.md).
+    assert result.falls <= 1 and result.stop_travel <= 0.2
+    # Means over 3 bodies per heading: about 6% of bodies stand still instead of walking (docs/robots.md).
+    assert sum(a >= 0.5 for a in result.along) >= HEADINGS - 1 and max(result.drift) <= 0.2, (result.along, result.drift)

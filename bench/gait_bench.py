@@ -1,0 +1,38 @@
+"""The Ant's gait against its bars (issue 15): mean speed along the command >= 0.5 m/s in each of 8 headings,
+sideways drift <= 0.2 m/s, a stopped body within 0.2 m, no falls, over seeded episodes of the exported gait
+(the numpy policy the arena runs, not the training model).
+
+    python bench/gait_bench.py [--gait DIR] [--episodes 108] [--steps 200] [--seed 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from flexrl.robots.gait import GaitPolicy
+from flexrl.robots.gait_training import DRIFT_BAR, HEADINGS, STOP_BAR, WALK_BAR, evaluate_gait
+
+NAMES = ("east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gait", default=None, help="gait checkpoint directory (default: the shipped one)")
+    p.add_argument("--episodes", type=int, default=108, help="bodies: 8 headings and stop, evenly")
+    p.add_argument("--steps", type=int, default=200, help="control steps per episode (20 per second)")
+    p.add_argument("--seed", type=int, default=50_000)
+    args = p.parse_args()
+    gait = GaitPolicy.load(args.gait)
+    r = evaluate_gait(gait.act, episodes=args.episodes, steps=args.steps, seed=args.seed)
+    print(f"gait {args.gait or 'shipped'}: {r.episodes} episodes of {args.steps} steps, seed {args.seed}")
+    print("| heading | along (m/s) | drift (m/s) |\n|---|---|---|")
+    for name, a, d in zip(NAMES, r.along, r.drift):
+        print(f"| {name} | {a:.2f} | {d:.2f} |")
+    print(f"stop: largest travel {r.stop_travel:.3f} m (bar <= {STOP_BAR}); falls {r.falls}/{r.episodes}")
+    met = all(a >= WALK_BAR and d <= DRIFT_BAR for a, d in zip(r.along, r.drift)) and r.stop_travel <= STOP_BAR and not r.falls
+    print(f"bars (>= {WALK_BAR} m/s along each of {HEADINGS} headings, <= {DRIFT_BAR} m/s drift, stop <= {STOP_BAR} m, "
+          f"no falls): {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
