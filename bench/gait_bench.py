@@ -28,7 +28,8 @@ def main() -> None:
     print("| heading | along (m/s) | drift (m/s) |\n|---|---|---|")
     for name, a, d in zip(NAMES, r.along, r.drift):
         print(f"| {name} | {a:.2f} | {d:.2f} |")
-    print(f"stop: largest travel {r.stop_travel:.3f} m (bar <= {STOP_BAR}); falls {r.falls}/{r.episodes}")
+    print(f"stop: largest travel {r.stop_travel:.3f} m (bar <= {STOP_BAR}); falls {r.falls}/{r.episodes}; "
+          f"bodies told to walk that stalled (< 0.2 m/s along): {r.stalled}")
     met = all(a >= WALK_BAR and d <= DRIFT_BAR for a, d in zip(r.along, r.drift)) and r.stop_travel <= STOP_BAR and not r.falls
     print(f"bars (>= {WALK_BAR} m/s along each of {HEADINGS} headings, <= {DRIFT_BAR} m/s drift, stop <= {STOP_BAR} m, "
           f"no falls): {'met' if met else 'NOT met'}")

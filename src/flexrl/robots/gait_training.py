@@ -68,6 +68,8 @@ class GaitEval:
         stop_travel: largest displacement of a stopped body (m).
         falls: bodies that fell, of ``episodes``.
         episodes: bodies evaluated (walking and stopped).
+        stalled: bodies told to walk that stayed up but moved slower than 0.2 m/s along the command (the
+            per-heading means hide them).
     """
 
     along: list[float]
@@ -75,6 +77,7 @@ class GaitEval:
     stop_travel: float
     falls: int
     episodes: int
+    stalled: int = 0
 
     def success(self) -> dict[str, float]:
         """Per skill, the share of the bar met: ``walk`` (headings meeting speed and drift), ``stop``, ``upright``."""
@@ -114,7 +117,8 @@ def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000,
                    for h in range(HEADINGS)]
     stopped = ~walking & ~fell
     stop_travel = float(np.linalg.norm(travel[stopped], axis=1).max()) if stopped.any() else float("inf")
-    return GaitEval([a for a, _ in per_heading], [d for _, d in per_heading], stop_travel, int(fell.sum()), n)
+    stalled = int(np.sum(walking & ~fell & (along < 0.2)))
+    return GaitEval([a for a, _ in per_heading], [d for _, d in per_heading], stop_travel, int(fell.sum()), n, stalled)
 
 
 def model_actor(model):
