@@ -207,7 +207,7 @@ def test_a_live_run_survives_hostile_http_requests(tmp_path):
         (_post("text/plain", b"x" * 4096, length=150_000_000), 413),
         (_post("application/x-www-form-urlencoded", b"text=hi"), 415),
         (_post("text/plain", bytes(range(256)) * 8), 400),
-        (b"GARBAGE\r\n\r\n", None),
+        (b"GARBAGE\r\n\r\n", 400),
         # a web page: cross-site (no preflight for text/plain), and by DNS rebinding; the run hears nothing of these
         (_post("text/plain", b"Stop", extra="Origin: https://evil.example\r\n"), 403),
         (_post("text/plain", b"Stop", host="evil.example:8000"), 403),
@@ -226,7 +226,8 @@ def test_a_live_run_survives_hostile_http_requests(tmp_path):
     assert json.loads((run.path / "meta.json").read_text())["status"] == "finished"
     assert json.loads((run.path / "metrics.json").read_text())["steps"] == 60
     notes = [e["note"] for e in _events(run, "note")]
-    assert len([n for n in notes if n.startswith("http instruction refused (4")]) == 8
+    # Content-Length -1, abc and a garbled request line are refused by the HTTP parser, before the app: no note
+    assert len([n for n in notes if n.startswith("http instruction refused (4")]) == 6
     assert "http instruction: dropped 2048 bytes of binary input" in notes
     http = [e for e in _events(run, "instruction") if e["source"] == "http"]
     assert [(e["text"], e["intent"], e["step"]) for e in http] == [("Avoid the ball!", "avoid(ball)", 11)]

@@ -1,9 +1,10 @@
-"""``POST /instruction`` on 127.0.0.1: the request model, the answer to a request, and a small stdlib server.
+"""``POST /instruction`` on 127.0.0.1: the request model, the answer to a request, and the run's app and server.
 
 Every request gets a JSON answer, never a traceback: 202 with the instruction as it will be used, or a 4xx
 whose ``error`` is one line naming the bad value and what is allowed. A refused instruction also reaches
-the run as a note for its event log. :func:`answer_post` knows nothing of the server, so another server
-(FastAPI) can give the same answers.
+the run as a note for its event log. :func:`answer_post` knows nothing of the server. The run's app (FastAPI,
+served by uvicorn on a thread: :class:`InstructionServer`) carries these routes and, with ``ui=true``,
+the control room's (:mod:`flexrl.ui`).
 
 Two content types are accepted: ``text/plain`` (the body is the instruction) and ``application/json``
 (an :class:`InstructionRequest`), e.g. ``curl -H 'Content-Type: text/plain' -d 'Follow the ball' URL``.
@@ -14,21 +15,23 @@ hears nothing of it.
 
 from __future__ import annotations
 
-import errno
-import json
+import asyncio
+import io
 import re
-import socket
-import threading
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flexrl import local_http
 from flexrl.agent.intents import IntentChecker
 from flexrl.agent.sanitise import Arrival, sanitise
+from flexrl.web.guard import Guard, check_exposure
+from flexrl.web.server import AppServer
 
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 64_000
@@ -36,9 +39,6 @@ MAX_INTENT_CHARS = 200
 CONTENT_TYPES = ("text/plain", "application/json")
 READ_TIMEOUT_S = 10.0
 """A client that stops sending mid-request is answered 408 (or dropped) after this long, not waited on."""
-LINGER_S = 0.2
-"""After refusing a request, what the client still sends is read (and dropped) this long, so that closing
-the connection with unread data does not reset it before the client has read the answer."""
 JSON_FORM = '{"text": "...", "intent": "go_to(ball)" (optional)}'
 
 
@@ -82,6 +82,21 @@ def _refuse(status: int, error: str) -> Reply:
     return Reply(status, {"accepted": False, "error": error}, Arrival(None, f"http instruction refused ({status}): {error}"))
 
 
+def header_refusal(content_type: str | None, content_length: str | None) -> Reply | None:
+    """The refusal of a ``POST /instruction`` for its headers alone, or None when its body may be read."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in CONTENT_TYPES:
+        return _refuse(415, f"Content-Type {_short(content_type)}; allowed: {', '.join(CONTENT_TYPES)}")
+    if content_length is None:
+        return _refuse(411, f"Content-Length is required; allowed: 0 to {MAX_BODY_BYTES} bytes")
+    if not re.fullmatch(r"\s*[0-9]+\s*", content_length):
+        return _refuse(400, f"Content-Length {_short(content_length)}; allowed: 0 to {MAX_BODY_BYTES} bytes")
+    length = int(content_length)
+    if length > MAX_BODY_BYTES:
+        return _refuse(413, f"body of {length} bytes; allowed: at most {MAX_BODY_BYTES}")
+    return None
+
+
 def answer_post(content_type: str | None, content_length: str | None, read: Callable[[int], bytes],
                 intents: IntentChecker | None = None) -> Reply:
     """The answer to ``POST /instruction`` with these headers, reading the body with ``read(n)``.
@@ -96,19 +111,14 @@ def answer_post(content_type: str | None, content_length: str | None, read: Call
         202 with the cleaned instruction; 400 (bad body, length or intent), 411 (no length), 413 (too big),
         415 (content type); the body's ``error`` names the bad value and what is allowed.
     """
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media not in CONTENT_TYPES:
-        return _refuse(415, f"Content-Type {_short(content_type)}; allowed: {', '.join(CONTENT_TYPES)}")
-    if content_length is None:
-        return _refuse(411, f"Content-Length is required; allowed: 0 to {MAX_BODY_BYTES} bytes")
-    if not re.fullmatch(r"\s*[0-9]+\s*", content_length):
-        return _refuse(400, f"Content-Length {_short(content_length)}; allowed: 0 to {MAX_BODY_BYTES} bytes")
+    refused = header_refusal(content_type, content_length)
+    if refused is not None:
+        return refused
     length = int(content_length)
-    if length > MAX_BODY_BYTES:
-        return _refuse(413, f"body of {length} bytes; allowed: at most {MAX_BODY_BYTES}")
     body = read(length)
     if len(body) < length:
         return _refuse(400, f"body ended after {len(body)} of the {length} bytes that Content-Length announced")
+    media = (content_type or "").split(";")[0].strip().lower()
     if media == "text/plain":
         text, intent = body, None
     else:
@@ -131,86 +141,102 @@ def answer_post(content_type: str | None, content_length: str | None, read: Call
     return Reply(202, {"accepted": True, "text": ins.text, "intent": ins.intent, "note": arrival.note}, arrival)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        """A connection broken by the client is the client's business: no traceback on the live display."""
+class BodyError(Exception):
+    """A request body that cannot be read: its status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
-def _handler(accept: Callable[[Arrival], None], intents: IntentChecker | None) -> type[BaseHTTPRequestHandler]:
-    class InstructionHandler(BaseHTTPRequestHandler):
-        timeout = READ_TIMEOUT_S
-        server_version = "flexrl"
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, at most ``limit`` bytes, arriving within :data:`READ_TIMEOUT_S`.
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._answer(lambda: Reply(200, {"status": "ok"}) if self.path == "/health"
-                         else Reply(404, {"error": f"no route GET {_short(self.path)}; allowed: GET /health, POST /instruction"}))
+    Raises:
+        BodyError: 413 past ``limit`` (whatever Content-Length said), 408 when it stops arriving.
+    """
+    chunks, size = [], 0
 
-        def do_POST(self) -> None:  # noqa: N802
-            self._answer(self._post)
+    async def pull() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, f"body of more than {limit} bytes; allowed: at most {limit}")
+            chunks.append(chunk)
 
-        def _post(self) -> Reply:
-            if self.path != "/instruction":
-                return Reply(404, {"error": f"no route POST {_short(self.path)}; allowed: GET /health, POST /instruction"})
-            lengths = self.headers.get_all("Content-Length")
-            return answer_post(self.headers.get("Content-Type"), ",".join(lengths) if lengths else None,
-                               self.rfile.read, intents)
+    try:
+        await asyncio.wait_for(pull(), READ_TIMEOUT_S)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise BodyError(408, f"the body did not arrive within {READ_TIMEOUT_S:g} s") from None
+    return b"".join(chunks)
 
-        def _answer(self, make: Callable[[], Reply]) -> None:
-            """Never raises: whatever goes wrong becomes a JSON reply (and a note for the run).
 
-            A request that may come from a web page is refused before its body is read, and the run hears
-            nothing of it: a page must not be able to fill the event log either.
-            """
+def reply_response(reply: Reply) -> JSONResponse:
+    """A reply as a JSON response (a refusal closes the connection: its unread body is not the next request)."""
+    return JSONResponse(reply.body, reply.status, headers={"Connection": "close"} if reply.status >= 400 else None)
+
+
+def add_instruction_routes(app: FastAPI, accept: Callable[[Arrival], None], intents: IntentChecker | None = None) -> None:
+    """``GET /health`` and ``POST /instruction`` on ``app``; every reply (and a note on a refusal) goes to ``accept``."""
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/instruction")
+    async def instruction(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type")
+        lengths = request.headers.getlist("content-length")
+        content_length = ",".join(lengths) if lengths else None
+        reply = header_refusal(content_type, content_length)
+        if reply is None:
             try:
-                why = local_http.cross_site_refusal(self.headers.get_all("Origin") or [], self.headers.get_all("Host") or [])
-                reply = Reply(403, {"error": why}) if why is not None else make()
-            except TimeoutError:
-                reply = _refuse(408, f"the body did not arrive within {READ_TIMEOUT_S:g} s")
-            except Exception as err:  # noqa: BLE001 (no request may take the server or the run down)
-                reply = _refuse(500, f"internal error while answering: {type(err).__name__}")
-            if reply.arrival is not None:
-                accept(reply.arrival)
-            self._send(reply)
+                body = await read_body(request)
+                reply = answer_post(content_type, content_length, io.BytesIO(body).read, intents)
+            except BodyError as err:
+                reply = _refuse(err.status, str(err))
+        if reply.arrival is not None:
+            accept(reply.arrival)
+        return reply_response(reply)
 
-        def _send(self, reply: Reply) -> None:
-            data = json.dumps(reply.body).encode()
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if reply.status >= 400:  # an unread or partial body must not be taken for the next request
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(data)
-                if reply.status >= 400:
-                    self._linger()
-            except OSError:  # the client went away
-                self.close_connection = True
 
-        def _linger(self) -> None:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(LINGER_S)
-            drained = 0
-            try:
-                while drained <= MAX_BODY_BYTES and (chunk := self.connection.recv(65536)):
-                    drained += len(chunk)
-            except TimeoutError:
-                pass
+def build_app(accept: Callable[[Arrival], None] | None = None, intents: IntentChecker | None = None,
+              loopback: bool = True, token: str | None = None) -> FastAPI:
+    """A run's app: JSON errors of one line, the guard (:mod:`flexrl.web.guard`) and, given ``accept``, the
+    instruction routes. More routes (the control room's) may be added before it is served."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """http.server's own errors (bad request line, unknown method) as JSON too."""
-            self._send(Reply(code, {"error": message or HTTPStatus(code).phrase}))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == 404:
+            why = f"no route {request.method} {_short(request.url.path)}; allowed: GET /health, POST /instruction and the page's routes"
+        elif err.status_code == 405:
+            allowed = (err.headers or {}).get("allow", "")
+            why = f"method {request.method} not allowed on {_short(request.url.path)}; allowed: {allowed or 'another method'}"
+        else:
+            why = " ".join(str(err.detail).split())
+        return JSONResponse({"accepted": False, "error": why}, err.status_code)
 
-        def log_message(self, *args) -> None:  # keep the live display clean
-            pass
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+        return JSONResponse({"accepted": False, "error": " ".join(f"{where}: {first.get('msg')}".split())}, 400)
 
-    return InstructionHandler
+    @app.exception_handler(Exception)
+    async def internal(request: Request, err: Exception) -> JSONResponse:  # no request may take the run down
+        return JSONResponse({"accepted": False, "error": f"internal error while answering: {type(err).__name__}"}, 500)
+
+    if accept is not None:
+        add_instruction_routes(app, accept, intents)
+    app.add_middleware(Guard, loopback=loopback, token=token)
+    return app
 
 
 class InstructionServer:
-    """Serves ``POST /instruction`` and ``GET /health`` on 127.0.0.1 from a background thread.
+    """Serves a run's app (``POST /instruction``, ``GET /health``, and whatever ``extend`` adds) from a
+    background thread, with uvicorn.
 
     Requests from web pages (a foreign ``Origin``, or a ``Host`` other than a loopback host) get 403.
 
@@ -218,32 +244,39 @@ class InstructionServer:
         port: TCP port (0: any free port; see :attr:`address` for the one chosen).
         accept: receives every accepted instruction, and a note for every refused one (thread-safe).
         intents: checks request intents (None: any intent is passed on).
+        host: the address to bind; off loopback ``token`` is required.
+        token: the token every request must carry (None: none).
+        extend: adds routes to the app before it is served (the control room).
 
     Raises:
-        ValueError: one line, when the port is out of range or cannot be bound (e.g. already in use).
+        ValueError: one line, when the port is out of range or cannot be bound (e.g. already in use), or
+            the host is not a loopback address and no token is given.
     """
 
-    def __init__(self, port: int, accept: Callable[[Arrival], None], intents: IntentChecker | None = None) -> None:
+    def __init__(self, port: int, accept: Callable[[Arrival], None], intents: IntentChecker | None = None,
+                 host: str = HOST, token: str | None = None, extend: Callable[[FastAPI], None] | None = None) -> None:
         local_http.check_port(port, "http_port")
-        try:
-            self._server = _QuietServer((HOST, port), _handler(accept, intents))
-        except OSError as err:
-            reason = "address already in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err)).lower()
-            raise ValueError(f"http_port={port}: {reason}; choose another port or 0") from None
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        check_exposure(host, token)
+        app = build_app(accept, intents, loopback=local_http.is_loopback(host), token=token)
+        if extend is not None:
+            extend(app)
+        self._server = AppServer(app, host, port, "http_port")
 
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) being served."""
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.host, self._server.port
+
+    @property
+    def base_url(self) -> str:
+        """The app's base URL, e.g. ``http://127.0.0.1:8765``."""
+        return self._server.url
 
     @property
     def url(self) -> str:
         """Where to post instructions."""
-        return f"http://{self.address[0]}:{self.address[1]}/instruction"
+        return f"{self._server.url}/instruction"
 
     def close(self) -> None:
         """Stop serving and free the port."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()

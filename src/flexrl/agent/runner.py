@@ -22,7 +22,7 @@ import numpy as np
 from flexrl.agent.event_log import EventLog
 from flexrl.agent.instructions import InstructionChannel
 from flexrl.agent.intents import IntentChecker
-from flexrl.agent.video import VideoRecorder
+from flexrl.agent.video import VideoRecorder, annotate
 from flexrl.encoders.text import EncoderConfig, EventTracker, encode, fixed_prefix
 from flexrl.envs.arena_env import ArenaEnv
 from flexrl.planners.base import Decision, Instruction, Outcome, PlanContext, Planner
@@ -111,6 +111,9 @@ class AgentRunner:
         log: the events log.
         on_decision: hook called after every decision (live display).
         on_step: hook called after every control step.
+        on_frame: hook called with every annotated frame (a live view); the env must render (``rgb_array``).
+
+    While an episode runs, :attr:`world` and :attr:`active` hold the latest world state and running skill.
     """
 
     def __init__(
@@ -123,10 +126,13 @@ class AgentRunner:
         log: EventLog,
         on_decision: Callable[[int, PlanContext, Decision], None] | None = None,
         on_step: Callable[[int], None] | None = None,
+        on_frame: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         self.env, self.planner, self.policies, self.channel = env, planner, policies, channel
         self.config, self.log = config, log
-        self.on_decision, self.on_step = on_decision, on_step
+        self.on_decision, self.on_step, self.on_frame = on_decision, on_step, on_frame
+        self.world = None
+        self.active: ActiveSkill | None = None
         self.video = VideoRecorder(fps=env.metadata["render_fps"]) if config.record_video else None
         self.instructions: list[Instruction] = []
         self.segments: list[Segment] = []
@@ -241,7 +247,7 @@ class AgentRunner:
         self.env.reset(seed=seed, options=reset_options)
         self.progress = []
         self.tracker = EventTracker(pad_radius=self.env.spec_.pad_radius)
-        world = self.env.world_state()
+        world = self.world = self.env.world_state()
         self.tracker.update(world)
         self.trajectory = [world]
         active: ActiveSkill | None = None
@@ -257,7 +263,7 @@ class AgentRunner:
                 outcome, latency_ms = yield DecisionRequest(context)
                 if isinstance(outcome, Decision):
                     outcome = dataclasses.replace(outcome, latency_ms=latency_ms)
-                active = self._apply(step, context, outcome, latency_ms, active, redecide or "skill_end")
+                active = self.active = self._apply(step, context, outcome, latency_ms, active, redecide or "skill_end")
                 now = time.perf_counter()
                 for p in pending:
                     rec = {"text": p["text"], "steps": step - p["arrival_step"], "wall_ms": round((now - p["arrival_wall"]) * 1e3, 2)}
@@ -266,7 +272,7 @@ class AgentRunner:
                 redecide = None
             action = yield ActionRequest(active.policy, active.policy_input(world))
             _, _, terminated, _, info = self.env.step(action)
-            world = self.env.world_state()
+            world = self.world = self.env.world_state()
             self.trajectory.append(world)
             for seg in self.segments[-1:]:
                 if seg.judge is not None and seg.judge.update(world) is Status.SUCCESS:
@@ -285,7 +291,8 @@ class AgentRunner:
                 self.log.emit("skill_end", step, call=str(active.call), status=status.value, steps=active.steps,
                               outcome=outcome.text)
                 active = None
-            if self.video is not None:
+            self.active = active
+            if self.video is not None or self.on_frame is not None:
                 self._frame(active)
             if self.on_step:
                 self.on_step(step)
@@ -299,7 +306,11 @@ class AgentRunner:
         ins = self.instructions[-1].text if self.instructions else "-"
         call = active.call if active else (self.decisions[-1].call if self.decisions else None)
         skill = f"{call}{VERDICT_CAPTIONS.get(call.name, '')}" if call else "-"
-        self.video.add(self.env.render(), [f"instruction: {ins}", f"skill: {skill}"])
+        frame = annotate(self.env.render(), [f"instruction: {ins}", f"skill: {skill}"])
+        if self.video is not None:
+            self.video.add(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
 
     def summary(self, steps: int) -> dict:
         """Task success, decision counts, latency and reaction figures of the episode."""

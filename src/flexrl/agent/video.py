@@ -35,9 +35,9 @@ class VideoRecorder:
         self.fps, self.gif_every = fps, gif_every
         self.frames: list[np.ndarray] = []
 
-    def add(self, frame: np.ndarray, lines: list[str]) -> None:
-        """Add one annotated frame."""
-        self.frames.append(annotate(frame, lines))
+    def add(self, frame: np.ndarray, lines: list[str] | None = None) -> None:
+        """Add one frame, with ``lines`` drawn on (None: as it is, e.g. already annotated)."""
+        self.frames.append(frame if lines is None else annotate(frame, lines))
 
     def save(self, stem: str | Path) -> list[Path]:
         """Write mp4 (H.264 via imageio-ffmpeg's bundled binary) and gif; returns the paths."""

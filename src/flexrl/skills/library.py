@@ -120,6 +120,13 @@ class ActiveSkill:
         """What came of the skill, in a few words, for a skill that ended with ``status``."""
         return OUTCOMES.get((self.call.name, status), status.value)
 
+    def criterion(self, world: WorldState) -> tuple[str, str]:
+        """The skill's success criterion and where it stands now, in words (for live displays)."""
+        return "none: holds until the next instruction", f"{self.steps} steps"
+
+    def _distance(self, world: WorldState, point: np.ndarray) -> float:
+        return float(np.linalg.norm(world.agent.pos - point))
+
 
 @dataclass
 class ReachPointSkill(ActiveSkill):
@@ -132,6 +139,10 @@ class ReachPointSkill(ActiveSkill):
 
     def _succeeded(self, world):
         return float(np.linalg.norm(world.agent.pos - self.point)) <= REACH_RADIUS
+
+    def criterion(self, world):
+        x, y = self.point
+        return f"within {REACH_RADIUS:.2f} m of ({x:.2f}, {y:.2f})", f"{self._distance(world, self.point):.2f} m away"
 
 
 @dataclass
@@ -146,6 +157,10 @@ class ReachObjectSkill(ActiveSkill):
 
     def _succeeded(self, world):
         return float(np.linalg.norm(world.agent.pos - world.position_of(self.target))) <= self.radius
+
+    def criterion(self, world):
+        away = self._distance(world, world.position_of(self.target))
+        return f"within {self.radius:.2f} m of the {self.target}", f"{away:.2f} m away"
 
 
 @dataclass
@@ -165,6 +180,13 @@ class FollowSkill(ActiveSkill):
         late = np.array(self.history[len(self.history) // 2 :])
         return bool(late.size and np.mean(late <= FOLLOW_RADIUS) >= 0.8)
 
+    def criterion(self, world):
+        late = np.array(self.history[len(self.history) // 2 :])
+        share = f", {np.mean(late <= FOLLOW_RADIUS):.0%} of the second half so far" if late.size else ""
+        away = self._distance(world, world.position_of(self.target))
+        return (f"within {FOLLOW_RADIUS:.2f} m of the {self.target} for 80% of the second half of {self.timeout} steps",
+                f"{away:.2f} m away{share}, step {self.steps}/{self.timeout}")
+
 
 @dataclass
 class AvoidSkill(ActiveSkill):
@@ -182,6 +204,11 @@ class AvoidSkill(ActiveSkill):
     def holds_at_end(self):
         return bool(len(self.history) >= 25 and min(self.history[-25:]) >= SAFE_DISTANCE)
 
+    def criterion(self, world):
+        away = self._distance(world, world.position_of(self.target))
+        return (f"at least {SAFE_DISTANCE:.2f} m from the {self.target} over the last 25 of {self.timeout} steps",
+                f"{away:.2f} m away, step {self.steps}/{self.timeout}")
+
 
 @dataclass
 class StopSkill(ActiveSkill):
@@ -195,6 +222,9 @@ class StopSkill(ActiveSkill):
     def _succeeded(self, world):
         return world.agent.speed < 0.05 and float(np.linalg.norm(world.agent.pos - self.anchor)) < 0.4
 
+    def criterion(self, world):
+        return "slower than 0.05 m/s within 0.40 m of where it stopped", f"{world.agent.speed:.2f} m/s"
+
 
 @dataclass
 class HoldSkill(StopSkill):
@@ -202,6 +232,9 @@ class HoldSkill(StopSkill):
 
     def _succeeded(self, world):
         return False
+
+    def criterion(self, world):
+        return ActiveSkill.criterion(self, world)
 
 
 OUTCOMES: dict[tuple[str, Status], str] = {
