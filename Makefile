@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flexrl-installed
 RUN_ENV := MUJOCO_GL=$${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test bench train clean
+.PHONY: install browser demo test bench train clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ install: $(STAMP)
 demo: install
 	$(RUN_ENV) $(BIN)/flexrl run
 
-test: install
+# The control room's browser tests drive Debian's chromium through Playwright (which never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium fonts-dejavu-core; }
+
+test: install browser
 	$(RUN_ENV) $(BIN)/pytest -q
 
 bench: install

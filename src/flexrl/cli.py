@@ -21,6 +21,7 @@ COMMANDS = {
     "eval": "measure skill success rates over seeded episodes (Hydra app)",
     "bench": "the instruction-following benchmark: task suite x planners -> report (Hydra app)",
     "distill": "fine-tune the planner LLM on oracle-labelled simulator data with DAgger rounds (Hydra app)",
+    "ui": "the control room: watch, steer and understand runs in a browser on 127.0.0.1:8765 (Hydra app)",
     "runs": "list, show and compare runs in the workspace",
     "convert": "turn SB3 PPO zips into weights-only policies (safetensors + JSON) without running their pickles",
     "serve": "serve a local model through an OpenAI-compatible API on 127.0.0.1 (batched)",
@@ -28,7 +29,7 @@ COMMANDS = {
     "launch": "multi-GPU inference: vLLM presets with tensor parallelism, or transformers under torchrun",
     "k8s": "submit, inspect and follow training, sweep and serving jobs on Kubernetes",
 }
-HYDRA_APPS = ("train", "run", "eval", "bench", "distill")
+HYDRA_APPS = ("train", "run", "eval", "bench", "distill", "ui")
 USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
 
 
@@ -139,7 +140,8 @@ def _run(cfg) -> dict:
     with tqdm(total=settings.agent.max_steps, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty()) as bar:
         run, summary = run_agent(settings, planner, stdin=stdin_stream() if settings.stdin else None,
                                  on_decision=print_decision(tqdm.write), on_step=lambda _: bar.update(),
-                                 on_serving=lambda url: tqdm.write(f"instructions: POST {url}"),
+                                 on_serving=lambda url: tqdm.write(f"instructions: POST {url}" if url.endswith("/instruction")
+                                                                  else f"control room: {url}"),
                                  run_dir=_hydra_run_dir(), resolved_config=OmegaConf.to_yaml(cfg, resolve=True))
     print(f"decisions: {summary['decisions']} (invalid {summary['invalid_decisions']}, fallbacks {summary['fallbacks']}); "
           f"latency p50 {summary['latency_ms_p50']:.0f} ms, p95 {summary['latency_ms_p95']:.0f} ms")
@@ -273,7 +275,36 @@ def _distill(cfg) -> dict:
     return state
 
 
-WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval, "bench": _bench, "distill": _distill}
+def _ui(cfg) -> None:
+    import time
+
+    from omegaconf import OmegaConf
+
+    from flexrl.agent.session import RunConfig
+    from flexrl.ui.app import ControlRoom
+
+    settings: RunConfig = OmegaConf.to_object(cfg)
+    choices = {"llm": _choice("llm")}
+    room = ControlRoom(settings, choices={k: v for k, v in choices.items() if v})
+    print(f"flexrl ui: the control room is at {room.url}  (Ctrl-C stops it; episodes go to "
+          f"{Path(settings.experiment.workspace) / 'ui'})", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("flexrl ui: stopped")
+    finally:
+        room.close()
+
+
+def _choice(group: str) -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group)
+
+
+WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval, "bench": _bench, "distill": _distill,
+                                         "ui": _ui}
 
 
 # ------------------------------------------------------------------------------------------ plumbing

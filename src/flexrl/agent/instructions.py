@@ -66,6 +66,9 @@ class InstructionChannel:
         http_port: serve ``POST /instruction`` on 127.0.0.1:port (0 picks a free port; None: no server).
         intents: checks the intents of HTTP requests (None: any text is passed on; the runner still
             refuses an invalid one with a note).
+        http_host: the address the HTTP app binds (off loopback ``http_token`` is required).
+        http_token: the token every HTTP request must carry (None: none).
+        extend: adds routes to the HTTP app before it is served (the control room's).
 
     Raises:
         ValueError: one line, when ``http_port`` is out of range or already in use.
@@ -78,12 +81,16 @@ class InstructionChannel:
         stdin: TextIO | BinaryIO | None = None,
         http_port: int | None = None,
         intents: IntentChecker | None = None,
+        http_host: str = "127.0.0.1",
+        http_token: str | None = None,
+        extend=None,
     ) -> None:
         arrivals = [(step, a if isinstance(a, Arrival) else Arrival(a, None)) for step, a in schedule or []]
         self._pending: list[tuple[int, Arrival]] = sorted(arrivals, key=lambda p: p[0])
         self._live: queue.Queue[Arrival] = queue.Queue()
         self._initial = initial
-        self._server = InstructionServer(http_port, self._live.put, intents) if http_port is not None else None
+        self._server = (InstructionServer(http_port, self._live.put, intents, http_host, http_token, extend)
+                        if http_port is not None else None)
         if stdin is not None:
             threading.Thread(target=self._read_lines, args=(stdin,), daemon=True).start()
 
@@ -93,6 +100,11 @@ class InstructionChannel:
         return self._server.address if self._server else None
 
     @property
+    def http_base_url(self) -> str | None:
+        """The HTTP app's base URL (the control room's page, with ``ui=true``), if serving."""
+        return self._server.base_url if self._server else None
+
+    @property
     def http_url(self) -> str | None:
         """Where to ``POST`` instructions, if serving."""
         return self._server.url if self._server else None
@@ -100,6 +112,10 @@ class InstructionChannel:
     def submit(self, raw: str | bytes, source: str = "api", intent: str | None = None) -> None:
         """Queue an instruction from code (thread-safe)."""
         self._live.put(sanitise(raw, source, intent))
+
+    def put(self, arrival: Arrival) -> None:
+        """Queue an arrival already cleaned (an instruction, or a note for the event log; thread-safe)."""
+        self._live.put(arrival)
 
     def _read_lines(self, stream: TextIO | BinaryIO) -> None:
         try:

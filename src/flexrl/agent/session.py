@@ -8,6 +8,7 @@ before any run directory exists.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,14 @@ from flexrl.runs.atomic import write_json, write_text
 from flexrl.runs.config import ExperimentConfig
 from flexrl.runs.run_dir import RunDir, new_run_id, recorded_status
 from flexrl.skills.policies import PolicySet
+from flexrl.web.guard import check_exposure
 
 DEMO_INSTRUCTION = "Go to the ball"
 DEMO_INTENT = "go_to(ball)"
 DEMO_SCHEDULE = ("150:Avoid the ball! => avoid(ball)",)
+UI_PORT = 8765
+"""The control room's port when ``ui=true`` and no ``http_port`` is given."""
+TOKEN_ENV = "FLEXRL_UI_TOKEN"
 
 
 @dataclass
@@ -56,7 +61,13 @@ class RunConfig:
             [0, agent.max_steps) (None: the demo's "Avoid the ball!" at step 150, judged by avoid(ball),
             when the episode is that long).
         stdin: read live instructions from standard input.
-        http_port: accept POST /instruction on 127.0.0.1:PORT (0: any free port, printed at start; None: off).
+        http_port: accept POST /instruction on 127.0.0.1:PORT (0: any free port, printed at start; None: off,
+            or :data:`UI_PORT` with ``ui``).
+        http_host: the address the run's HTTP app binds; off loopback ``http_token`` is required.
+        http_token: the token every HTTP request must carry (None: the FLEXRL_UI_TOKEN environment variable,
+            if set).
+        ui: serve the control room's page on the run's HTTP app and pace the episode at real time
+            (20 control steps/s) so that it can be watched.
         checkpoints: directory with a checkpoint of every skill family (None: the shipped ones).
         policies: per-family checkpoint directories that replace ``checkpoints`` for those families,
             e.g. ``+policies.avoid=workspace/default/<run-id>/checkpoints`` after ``flexrl train skill=avoid``.
@@ -76,11 +87,17 @@ class RunConfig:
     schedule: Optional[list[str]] = None
     stdin: bool = False
     http_port: Optional[int] = None
+    http_host: str = "127.0.0.1"
+    http_token: Optional[str] = None
+    ui: bool = False
     checkpoints: Optional[str] = None
     policies: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_port(self.http_port, "http_port", optional=True)
+        if self.http_token is None:
+            self.http_token = os.environ.get(TOKEN_ENV) or None
+        check_exposure(self.http_host, self.http_token)
         self.timeline(IntentChecker(arena_world(self.robot)))
 
     def timeline(self, intents: IntentChecker) -> list[ScheduledInstruction]:
@@ -135,7 +152,8 @@ def run_agent(
         stdin: the stream of live instructions when ``cfg.stdin`` is set.
         on_decision: hook called after every decision (live display).
         on_step: hook called after every control step.
-        on_serving: called with the URL of ``POST /instruction`` once the HTTP server listens.
+        on_serving: called with the URL of ``POST /instruction`` once the HTTP server listens (and then with
+            the control room's page, ending in "/", with ``ui``).
         run_dir: the run's directory (None: a fresh ``<workspace>/<experiment>/<run-id>``).
         resolved_config: the full resolved config text to store as ``config.yaml`` (None: ``cfg``'s fields).
 
@@ -146,24 +164,41 @@ def run_agent(
     """
     planner = planner or build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
     policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies)
+    view = extend = None
+    size = {}
+    if cfg.ui:
+        from flexrl.ui.live import LiveView, Pacer
+        from flexrl.ui.routes import add_ui_routes
+
+        view, pacer, size = LiveView(), Pacer(), {"width": 480, "height": 360}
+        extend = lambda app: add_ui_routes(app, view, cfg.experiment.workspace)  # noqa: E731
+        on_decision, on_step = _both(on_decision, view.on_decision), _both(on_step, lambda step: pacer.tick())
     env = make_arena(cfg.robot, ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
-                   render_mode="rgb_array" if cfg.agent.record_video else None)
+                     render_mode="rgb_array" if cfg.agent.record_video or cfg.ui else None, **size)
     channel = log = None
     try:
         env.robot.check()  # e.g. a legged robot without its gait: one line before any run directory exists
         intents = IntentChecker(env.world_state())
         arrivals = [(s.step, sanitise(s.text, s.source, s.intent)) for s in cfg.timeline(intents)]
-        channel = InstructionChannel(schedule=arrivals, stdin=stdin if cfg.stdin else None,
-                                     http_port=cfg.http_port, intents=intents)
+        port = UI_PORT if cfg.ui and cfg.http_port is None else cfg.http_port
+        channel = InstructionChannel(schedule=arrivals, stdin=stdin if cfg.stdin else None, http_port=port,
+                                     intents=intents, http_host=cfg.http_host, http_token=cfg.http_token, extend=extend)
         if channel.http_url is not None and on_serving is not None:
             on_serving(channel.http_url)
+            if cfg.ui:
+                on_serving(f"{channel.http_base_url}/")
         exp = cfg.experiment
         path = Path(run_dir) if run_dir else Path(exp.workspace) / exp.name / new_run_id()
         run = RunDir.create(path, exp.name, exp.seed, kind="run", planner=planner.name, tags=list(exp.tags))
         write_text(run.path / "config.yaml", resolved_config or yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         log = EventLog(run.path / "events.jsonl")
         with recorded_status(run):
-            runner = AgentRunner(env, planner, policies, channel, cfg.agent, log, on_decision, on_step)
+            runner = AgentRunner(env, planner, policies, channel, cfg.agent, log, on_decision, on_step,
+                                 on_frame=view.on_frame if view is not None else None)
+            if view is not None:
+                view.new_episode(status="running", seed=exp.seed, run=str(run.path), max_steps=cfg.agent.max_steps,
+                                 planner=planner.name)
+                runner.on_step = _both(runner.on_step, lambda step: view.on_step(step, runner))
             backend = getattr(planner, "backend", None)
             if hasattr(backend, "on_fault") and backend.on_fault is None:  # a resilient backend: faults become events
                 backend.on_fault = lambda fault: log.emit("llm_fault", runner.step, **fault.fields())
@@ -172,6 +207,8 @@ def run_agent(
                 summary["media"] = [str(p.relative_to(run.path)) for p in runner.video.save(run.path / "media" / "episode")]
             summary["planner"] = planner.name
             write_json(run.path / "metrics.json", summary)
+            if view is not None:
+                view.set_state(status="finished")
         return run, summary
     finally:
         if log is not None:
@@ -179,6 +216,15 @@ def run_agent(
         if channel is not None:
             channel.close()
         env.close()
+
+
+def _both(first: Callable | None, second: Callable) -> Callable:
+    """A hook calling ``first`` (if any), then ``second``, with the same arguments."""
+    def hook(*args):
+        if first is not None:
+            first(*args)
+        second(*args)
+    return hook
 
 
 def print_decision(write: Callable[[str], None] = print) -> Callable:

@@ -133,7 +133,7 @@ def _positive(name: str, value: object) -> None:
         raise ValueError(f"{name}={value!r}; allowed: a positive integer")
 
 
-SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig,
+SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "ui": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig,
                            "distill": DistillConfig}
 
 

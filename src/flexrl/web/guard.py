@@ -31,8 +31,8 @@ def check_exposure(host: str, token: str | None) -> None:
         token: the token every request must carry (None: none).
     """
     if not local_http.is_loopback(host) and not token:
-        raise ValueError(f"ui.host={host!r} is reachable from other machines and needs a token; "
-                         "allowed: ui.token=<secret> (or FLEXRL_UI_TOKEN), or a loopback host such as 127.0.0.1")
+        raise ValueError(f"http_host={host!r} is reachable from other machines and needs a token; "
+                         "allowed: http_token=<secret> (or FLEXRL_UI_TOKEN), or a loopback host such as 127.0.0.1")
 
 
 def request_token(scope: dict, headers: Headers) -> str | None:
