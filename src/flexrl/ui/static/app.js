@@ -1,7 +1,8 @@
 // The control room's page: polls /api/state, posts instructions and controls, browses runs. No build step.
 "use strict";
 const $ = (id) => document.getElementById(id);
-let since = 0, lastFrame = null, lastFrameTime = null, paused = false, picked = [];
+let since = 0, paused = false, picked = [];
+const frameTimes = [];  // (time, frame counter) over the last ~2 s of polls: the frames/s shown
 
 async function api(path, options) {
   const response = await fetch(path, options);
@@ -46,9 +47,10 @@ async function poll() {
     text("status", s.status + (s.error ? `: ${s.error}` : ""));
     $("status").classList.toggle("error", s.status === "error");
     text("step", s.step); text("max-steps", s.max_steps); text("rate", s.steps_per_s); text("seed", s.seed);
-    const now = performance.now();
-    if (lastFrame !== null && now > lastFrameTime) text("fps", ((s.frame - lastFrame) * 1000 / (now - lastFrameTime)).toFixed(0));
-    lastFrame = s.frame; lastFrameTime = now;
+    frameTimes.push([performance.now(), s.frame]);
+    while (frameTimes.length > 9) frameTimes.shift();
+    const [t0, f0] = frameTimes[0], [t1, f1] = frameTimes[frameTimes.length - 1];
+    if (t1 > t0) text("fps", ((f1 - f0) * 1000 / (t1 - t0)).toFixed(0));
     $("view").dataset.frame = s.frame;
     text("now-instruction", s.instruction); text("now-skill", s.skill); text("now-criterion", s.criterion);
     text("now-standing", s.standing); text("now-progress", (s.progress || []).join("; "));
