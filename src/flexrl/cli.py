@@ -283,7 +283,10 @@ def _ui(cfg) -> None:
     from flexrl.agent.session import RunConfig
     from flexrl.ui.app import ControlRoom
 
+    import signal
+
     settings: RunConfig = OmegaConf.to_object(cfg)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM (kill, Kubernetes) stops it like Ctrl-C
     choices = {"llm": _choice("llm")}
     room = ControlRoom(settings, choices={k: v for k, v in choices.items() if v})
     print(f"flexrl ui: the control room is at {room.url}  (Ctrl-C stops it; episodes go to "
