@@ -20,7 +20,7 @@ def _flexrl(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_standing_still_meets_the_stop_bar_and_no_heading():
     result = evaluate_gait(lambda obs: np.zeros((len(obs), 8)), episodes=HEADINGS + 1, steps=40)
-    assert result.success() == {"walk": 0.0, "stop": 1.0, "upright": 1.0}
+    assert result.success() == {"walk": 0.0, "start": 0.0, "stop": 1.0, "upright": 1.0}
     assert all(abs(a) < 0.1 for a in result.along) and result.falls == 0 and result.stalled == HEADINGS
 
 
@@ -38,7 +38,7 @@ def test_a_tiny_gait_run_writes_a_weights_only_gait_the_ant_loads(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = (tmp_path / "default").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 2048 and set(metrics["success"]) == {"walk", "stop", "upright"}
+    assert metrics["steps"] == 2048 and set(metrics["success"]) == {"walk", "start", "stop", "upright"}
     gait = GaitPolicy.load(run / "checkpoints" / "gait")
     assert gait.act(np.zeros(OBS_DIM, np.float32)).shape == (8,)
     assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 2048

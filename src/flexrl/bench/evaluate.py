@@ -74,11 +74,15 @@ class _Episode:
                  encoder: EncoderConfig, events_dir: Path | None) -> None:
         self.task, self.seed, self.planner = task, seed, planner
         self.options, schedule = task.sample(seed)
+        # Tasks are written in the orb's metres and steps; a larger, slower robot gets them scaled.
+        scale = env.robot.skill_scale
+        self.options = {k: tuple(c * scale.length for c in v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        schedule = [(round(step * scale.time), text, intent) for step, text, intent in schedule]
         self.arrivals = [step for step, _, _ in schedule]
         instructions = [(step, sanitise(text, "schedule", intent).instruction) for step, text, intent in schedule]
         channel = InstructionChannel(instructions[0][1], instructions[1:])
         log = EventLog(events_dir / f"{task.id}-{seed}.jsonl" if events_dir else None)
-        config = AgentConfig(max_steps=task.steps, encoder=encoder, record_video=False)
+        config = AgentConfig(max_steps=round(task.steps * scale.time), encoder=encoder, record_video=False)
         self.runner = AgentRunner(env, planner, policies, channel, config, log)
 
     def result(self, summary: dict) -> EpisodeResult:

@@ -145,7 +145,7 @@ class ArenaEnv(gym.Env):
         pads = {name: self.model.geom_pos[g, :2].copy() for name, g in self._pad_geoms.items()}
         touch = self.robot.radius + self.spec_.ball_radius + 0.02
         touching = float(np.linalg.norm(agent.pos - ball.pos)) <= touch
-        return WorldState(agent, ball, pads, self.half_size, self._step, touching, touch, heading)
+        return WorldState(agent, ball, pads, self.half_size, self._step, touching, touch, heading, self.robot.skill_scale)
 
     def _obs(self) -> np.ndarray:
         w = self.world_state()

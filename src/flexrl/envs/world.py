@@ -36,6 +36,23 @@ class BodyState:
 
 
 @dataclass(frozen=True)
+class SkillScale:
+    """How a robot's skills are judged, relative to the orb's criteria in :mod:`flexrl.skills.library`.
+
+    Attributes:
+        length: success radii, distances and wall margins are the orb's times this (a 1 m ant in an arena
+            2.5 times the orb's is judged at 2.5 times the radii).
+        time: skill time budgets are the orb's times this (the arena's scale over the robot's speed
+            relative to the orb's).
+        still: planar speed (m/s) under which the body counts as stopped.
+    """
+
+    length: float = 1.0
+    time: float = 1.0
+    still: float = 0.05
+
+
+@dataclass(frozen=True)
 class WorldState:
     """A snapshot of the arena.
 
@@ -48,6 +65,7 @@ class WorldState:
         touching_ball: whether agent and ball are in contact this step.
         touch_distance: centre distance at which agent and ball touch.
         agent_heading: the way the agent's body faces, radians from east (0 for a body without a front).
+        scale: how the robot's skills are judged (its :attr:`~flexrl.robots.base.Robot.skill_scale`).
     """
 
     agent: BodyState
@@ -58,6 +76,7 @@ class WorldState:
     touching_ball: bool = False
     touch_distance: float = 0.24
     agent_heading: float = 0.0
+    scale: SkillScale = SkillScale()
 
     @property
     def object_names(self) -> list[str]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexrl.envs.world import SkillScale
 from flexrl.robots.base import BodyParts, Robot
 from flexrl.robots.gait import GaitPolicy, body_commands, headings, observations, rotations
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     import mujoco
 
 STAND_HEIGHT = 0.55
+STALL_COMMAND, STALL_SPEED, STALL_STEPS, RECOVER_STEPS = 0.5, 0.1, 20, 10
+"""Stall recovery: a body told to walk at >= 0.5 m/s that moves under 0.1 m/s for 20 control steps (1 s) is
+told to stop for 10 steps, then to walk again. The gait stalls in 14-19% of starts (docs/robots.md)."""
 """Torso height (m) the ant is placed at, legs in Gymnasium's initial pose."""
 FALL_HEIGHT = 0.26
 """The ant has fallen when its torso is below this height (m) ..."""
@@ -78,6 +82,9 @@ class Ant(Robot):
     radius = 0.35
     top_speed = 1.0
     arena_scale = 2.5
+    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 1.0, still=0.1)
+    """Radii and distances scale with the arena; time budgets with the arena over the speed (the orb's
+    1.5 m/s against 1 m/s); a standing ant's torso sways a little, so still is under 0.1 m/s."""
     has_heading = True
     legged = True
     camera = "track"
@@ -85,6 +92,7 @@ class Ant(Robot):
     def __init__(self, gait: str | None = None) -> None:
         self.gait_path = gait
         self._gait: GaitPolicy | None = None
+        self._stalled = self._recovering = 0
 
     def parts(self) -> BodyParts:
         body, actuators, default = _ant_parts()
@@ -103,6 +111,7 @@ class Ant(Robot):
 
     # ------------------------------------------------------------------ pose
     def place(self, data: "mujoco.MjData", xy: np.ndarray, velocity: np.ndarray | None, heading: float) -> None:
+        self._stalled = self._recovering = 0
         q, v = self.root_q, self.root_v
         data.qpos[q : q + 3] = [xy[0], xy[1], STAND_HEIGHT]
         data.qpos[q + 3 : q + 7] = [math.cos(heading / 2), 0.0, 0.0, math.sin(heading / 2)]
@@ -139,7 +148,18 @@ class Ant(Robot):
 
     def act(self, data: "mujoco.MjData", action: np.ndarray) -> None:
         self.check()
-        self.act_joints(data, self._gait.act(self.gait_observation(data, self.command(action))))
+        command = self.command(action)
+        speed = float(np.linalg.norm(data.qvel[self.root_v : self.root_v + 2]))
+        if self._recovering > 0:  # a stalled gait stands (the stop command) before it is asked to walk again
+            self._recovering -= 1
+            command = np.zeros(2)
+        elif np.linalg.norm(command) >= STALL_COMMAND and speed < STALL_SPEED:
+            self._stalled += 1
+            if self._stalled >= STALL_STEPS:
+                self._stalled, self._recovering = 0, RECOVER_STEPS
+        else:
+            self._stalled = 0
+        self.act_joints(data, self._gait.act(self.gait_observation(data, command)))
 
     def command(self, action: np.ndarray) -> np.ndarray:
         """The world-frame velocity (m/s) a planar action asks for: its direction at up to ``top_speed``

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flexrl.envs.world import SkillScale
+
 if TYPE_CHECKING:
     import mujoco
 
@@ -60,6 +62,8 @@ class Robot(ABC):
     """Whether the body walks with a learned gait (``flexrl train skill=locomotion``)."""
     camera: str = "top"
     """The camera videos are rendered from: the arena's overhead ``top``, or one the body brings."""
+    skill_scale: SkillScale = SkillScale()
+    """How its skills are judged relative to the orb's criteria: radii, time budgets, standing still."""
 
     @abstractmethod
     def parts(self) -> BodyParts:

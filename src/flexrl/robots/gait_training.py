@@ -27,6 +27,9 @@ DRIFT_BAR = 0.2
 """m/s across the command at most."""
 STOP_BAR = 0.2
 """metres a stopped body may move."""
+START_BAR = 0.05
+"""share of the bodies told to walk that may stall (under 0.2 m/s along the command) at most: a skill needs
+every start to walk, which the per-heading means do not show."""
 
 
 def make_gait_model(ppo, robot=None, tensorboard_dir: str | Path | None = None, threads: int = 1):
@@ -80,10 +83,12 @@ class GaitEval:
     stalled: int = 0
 
     def success(self) -> dict[str, float]:
-        """Per skill, the share of the bar met: ``walk`` (headings meeting speed and drift), ``stop``, ``upright``."""
+        """Per skill, the share of the bar met: ``walk`` (headings meeting speed and drift), ``start`` (few
+        stalls), ``stop``, ``upright``."""
         walk = np.mean([a >= WALK_BAR and d <= DRIFT_BAR for a, d in zip(self.along, self.drift)])
-        return {"walk": float(walk), "stop": float(self.stop_travel <= STOP_BAR),
-                "upright": 1.0 - self.falls / max(1, self.episodes)}
+        walkers = self.episodes - self.episodes // (HEADINGS + 1)
+        return {"walk": float(walk), "start": float(self.stalled <= START_BAR * walkers),
+                "stop": float(self.stop_travel <= STOP_BAR), "upright": 1.0 - self.falls / max(1, self.episodes)}
 
 
 def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000, speed: float = 1.0) -> GaitEval:

@@ -21,6 +21,8 @@ import numpy as np
 from flexrl.envs.world import COMPASS, WorldState
 from flexrl.skills.goals import avoid_obs, reach_obs
 
+# The orb's criteria; a robot's are these times its ``skill_scale`` (``WorldState.scale``): lengths times
+# ``length``, time budgets times ``time``.
 REACH_RADIUS = 0.2
 """go_to/move succeed when the agent centre is this close to the goal point (pads are 0.25 m wide)."""
 TOUCH_MARGIN = 0.08
@@ -63,7 +65,7 @@ class SkillCall:
 
 
 def _clip_to_arena(p: np.ndarray, world: WorldState) -> np.ndarray:
-    lim = world.half_size - WALL_MARGIN
+    lim = world.half_size - WALL_MARGIN * world.scale.length
     return np.clip(p, -lim, lim)
 
 
@@ -133,16 +135,17 @@ class ReachPointSkill(ActiveSkill):
     """Reach a fixed point: ``move`` (1 m along a compass direction) and ``go_to`` a pad or point."""
 
     point: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    radius: float = REACH_RADIUS
 
     def goal(self, world):
         return self.point, np.zeros(2)
 
     def _succeeded(self, world):
-        return float(np.linalg.norm(world.agent.pos - self.point)) <= REACH_RADIUS
+        return float(np.linalg.norm(world.agent.pos - self.point)) <= self.radius
 
     def criterion(self, world):
         x, y = self.point
-        return f"within {REACH_RADIUS:.2f} m of ({x:.2f}, {y:.2f})", f"{self._distance(world, self.point):.2f} m away"
+        return f"within {self.radius:.2f} m of ({x:.2f}, {y:.2f})", f"{self._distance(world, self.point):.2f} m away"
 
 
 @dataclass
@@ -168,6 +171,7 @@ class FollowSkill(ActiveSkill):
     """``follow`` an object for ``timeout`` steps; succeeds if within FOLLOW_RADIUS for 80% of the second half."""
 
     target: str = "ball"
+    radius: float = FOLLOW_RADIUS
 
     def goal(self, world):
         return world.position_of(self.target), world.velocity_of(self.target)
@@ -178,13 +182,13 @@ class FollowSkill(ActiveSkill):
 
     def holds_at_end(self):
         late = np.array(self.history[len(self.history) // 2 :])
-        return bool(late.size and np.mean(late <= FOLLOW_RADIUS) >= 0.8)
+        return bool(late.size and np.mean(late <= self.radius) >= 0.8)
 
     def criterion(self, world):
         late = np.array(self.history[len(self.history) // 2 :])
-        share = f", {np.mean(late <= FOLLOW_RADIUS):.0%} of the second half so far" if late.size else ""
+        share = f", {np.mean(late <= self.radius):.0%} of the second half so far" if late.size else ""
         away = self._distance(world, world.position_of(self.target))
-        return (f"within {FOLLOW_RADIUS:.2f} m of the {self.target} for 80% of the second half of {self.timeout} steps",
+        return (f"within {self.radius:.2f} m of the {self.target} for 80% of the second half of {self.timeout} steps",
                 f"{away:.2f} m away{share}, step {self.steps}/{self.timeout}")
 
 
@@ -193,6 +197,7 @@ class AvoidSkill(ActiveSkill):
     """``avoid`` an object for ``timeout`` steps; succeeds if at least SAFE_DISTANCE away over the last 25 steps."""
 
     target: str = "ball"
+    safe: float = SAFE_DISTANCE
 
     def goal(self, world):
         return world.position_of(self.target), world.velocity_of(self.target)
@@ -202,11 +207,11 @@ class AvoidSkill(ActiveSkill):
         return super().update(world)
 
     def holds_at_end(self):
-        return bool(len(self.history) >= 25 and min(self.history[-25:]) >= SAFE_DISTANCE)
+        return bool(len(self.history) >= 25 and min(self.history[-25:]) >= self.safe)
 
     def criterion(self, world):
         away = self._distance(world, world.position_of(self.target))
-        return (f"at least {SAFE_DISTANCE:.2f} m from the {self.target} over the last 25 of {self.timeout} steps",
+        return (f"at least {self.safe:.2f} m from the {self.target} over the last 25 of {self.timeout} steps",
                 f"{away:.2f} m away, step {self.steps}/{self.timeout}")
 
 
@@ -215,15 +220,18 @@ class StopSkill(ActiveSkill):
     """``stop``: hold the position where the skill started; succeeds once nearly still there."""
 
     anchor: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    still: float = 0.05
+    room: float = 0.4
 
     def goal(self, world):
         return self.anchor, np.zeros(2)
 
     def _succeeded(self, world):
-        return world.agent.speed < 0.05 and float(np.linalg.norm(world.agent.pos - self.anchor)) < 0.4
+        return world.agent.speed < self.still and float(np.linalg.norm(world.agent.pos - self.anchor)) < self.room
 
     def criterion(self, world):
-        return "slower than 0.05 m/s within 0.40 m of where it stopped", f"{world.agent.speed:.2f} m/s"
+        return (f"slower than {self.still:.2f} m/s within {self.room:.2f} m of where it stopped",
+                f"{world.agent.speed:.2f} m/s")
 
 
 @dataclass
@@ -291,31 +299,40 @@ class SkillSpec:
         if len(call.args) != len(self.params):
             want = f"{self.name}({', '.join(self.params)})"
             raise ValueError(f"{call} takes {len(self.params)} argument(s): {want}")
-        common = dict(call=call, policy=self.policy, timeout=self.timeout)
+        scale = world.scale
+        length = scale.length
+        timeout = self.timeout if self.timeout >= 10**6 else round(self.timeout * scale.time)
+        common = dict(call=call, policy=self.policy, timeout=timeout)
         if self.name == "move":
             (direction,) = call.args
             if direction not in COMPASS:
                 raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(COMPASS)}")
-            point = _clip_to_arena(world.agent.pos + MOVE_DISTANCE * np.array(COMPASS[direction]), world)
-            return ReachPointSkill(**common, point=point)
+            point = _clip_to_arena(world.agent.pos + MOVE_DISTANCE * length * np.array(COMPASS[direction]), world)
+            return ReachPointSkill(**common, point=point, radius=REACH_RADIUS * length)
         if self.name == "go_to":
             target = parse_target(call.args[0], world)
             if isinstance(target, np.ndarray):
-                return ReachPointSkill(**common, point=target)
+                return ReachPointSkill(**common, point=target, radius=REACH_RADIUS * length)
             if target == "ball":
-                return ReachObjectSkill(**common, target=target, radius=world.touch_distance + TOUCH_MARGIN)
-            return ReachObjectSkill(**common, target=target)
-        if self.name in ("follow", "avoid"):
-            (obj,) = call.args
-            if obj not in world.object_names:
-                raise ValueError(f"unknown object {obj!r}; allowed: {', '.join(world.object_names)}")
-            cls = FollowSkill if self.name == "follow" else AvoidSkill
-            return cls(**common, target=obj)
+                return ReachObjectSkill(**common, target=target, radius=world.touch_distance + TOUCH_MARGIN * length)
+            return ReachObjectSkill(**common, target=target, radius=REACH_RADIUS * length)
+        if self.name == "follow":
+            return FollowSkill(**common, target=self._object(call, world), radius=FOLLOW_RADIUS * length)
+        if self.name == "avoid":
+            return AvoidSkill(**common, target=self._object(call, world), safe=SAFE_DISTANCE * length)
+        still = dict(anchor=world.agent.pos.copy(), still=scale.still, room=0.4 * length)
         if self.name == "stop":
-            return StopSkill(**common, anchor=world.agent.pos.copy())
+            return StopSkill(**common, **still)
         if self.name in VERDICTS:
-            return HoldSkill(**common, anchor=world.agent.pos.copy())
+            return HoldSkill(**common, **still)
         raise ValueError(f"no goal builder for skill {self.name!r}")
+
+    @staticmethod
+    def _object(call: SkillCall, world: WorldState) -> str:
+        (obj,) = call.args
+        if obj not in world.object_names:
+            raise ValueError(f"unknown object {obj!r}; allowed: {', '.join(world.object_names)}")
+        return obj
 
 
 SKILLS: dict[str, SkillSpec] = {
