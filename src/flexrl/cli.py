@@ -176,14 +176,17 @@ def _eval(cfg) -> float:
     run = _create_run(settings.experiment, kind="eval")
     write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     with recorded_status(run):
-        success = {}
+        success, falls = {}, {}
         for name in tqdm(settings.skills or list(SKILLS), desc="eval", unit="skill",
                          disable=not sys.stderr.isatty()):
             r = evaluate_skill(policies, name, settings.episodes, seed=settings.experiment.seed, robot=settings.robot)
-            success[name] = r.success_rate
-            tqdm.write(f"{name:8s} success {r.success_rate:6.1%} ({r.successes}/{r.episodes}), mean {r.mean_steps:.0f} steps")
+            success[name], falls[name] = r.success_rate, r.falls
+            tqdm.write(f"{name:8s} success {r.success_rate:6.1%} ({r.successes}/{r.episodes}), mean {r.mean_steps:.0f} steps, "
+                       f"falls {r.falls}")
+        total = len(success) * settings.episodes
+        print(f"falls: {sum(falls.values())} in {total} episodes ({100 * sum(falls.values()) / total:.1f} per 100)")
         write_json(run.path / "metrics.json", {"success": success, "episodes": settings.episodes,
-                                               "success_min": min(success.values())})
+                                               "success_min": min(success.values()), "falls": falls})
     print(f"run directory: {run.path}")
     if min(success.values()) < settings.bar:
         raise SystemExit(1)

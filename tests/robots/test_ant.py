@@ -197,3 +197,32 @@ def test_the_batched_env_reports_reward_terms_that_add_up_to_the_reward():
     _, reward, _, infos = env.step(np.random.default_rng(0).uniform(-1, 1, (4, 8)))
     for r, info in zip(reward, infos):
         assert sum(info["reward_terms"].values()) == pytest.approx(float(r), abs=1e-5)
+
+
+def test_a_stalled_gait_stands_before_it_walks_again(monkeypatch):
+    from flexrl.envs.registration import make_arena
+    from flexrl.robots import ant as ant_module
+
+    env = make_arena("ant")
+    env.reset(seed=0)
+    robot, asked = env.robot, []
+    monkeypatch.setattr(robot, "gait_observation", lambda data, command: asked.append(np.array(command)) or np.zeros(28))
+    robot.check()
+    env.data.qvel[:] = 0.0  # a body that does not move, told to walk east at full speed
+    for _ in range(ant_module.STALL_STEPS + ant_module.RECOVER_STEPS + 2):
+        robot.act(env.data, np.array([1.0, 0.0]))
+    speeds = [float(np.linalg.norm(c)) for c in asked]
+    assert speeds[: ant_module.STALL_STEPS] == [1.0] * ant_module.STALL_STEPS
+    assert speeds[ant_module.STALL_STEPS : ant_module.STALL_STEPS + ant_module.RECOVER_STEPS] == [0.0] * ant_module.RECOVER_STEPS
+    assert speeds[-1] == 1.0  # then told to walk again
+    env.close()
+
+
+def test_a_fall_is_a_failure_and_counted(monkeypatch):
+    from flexrl.robots.ant import Ant
+    from flexrl.skills.evaluate import evaluate_skill
+    from flexrl.skills.policies import PolicySet
+
+    monkeypatch.setattr(Ant, "fallen", lambda self, data: True)
+    result = evaluate_skill(PolicySet.load(), "move", episodes=3, robot="ant")
+    assert result.falls == 3 and result.successes == 0 and result.mean_steps == 1

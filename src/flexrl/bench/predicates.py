@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from flexrl.envs.world import COMPASS, WorldState
-from flexrl.skills.library import FOLLOW_RADIUS, REACH_RADIUS, TOUCH_MARGIN, WALL_MARGIN
+from flexrl.skills.library import REACH_RADIUS, TOUCH_MARGIN, WALL_MARGIN, follow_radius
 
 Trajectory = Sequence[WorldState]
 
@@ -90,12 +90,14 @@ def kept_away(seg: Trajectory, target: str = "ball", min_distance: float = 0.5, 
     return float(np.mean([_distance(w, target) >= min_distance * w.scale.length for w in late])) >= share
 
 
-def followed(seg: Trajectory, target: str = "ball", radius: float = FOLLOW_RADIUS, grace: int = 60, share: float = 0.7) -> bool:
-    """After ``grace`` steps to catch up, the agent stayed within ``radius`` of ``target`` in ``share`` of steps."""
+def followed(seg: Trajectory, target: str = "ball", radius: float | None = None, grace: int = 60, share: float = 0.7) -> bool:
+    """After ``grace`` steps to catch up, the agent stayed within ``radius`` of ``target`` (default: the follow
+    skill's criterion) in ``share`` of steps."""
     late = seg[_steps(seg, grace):]
     if not late:
         return False
-    return float(np.mean([_distance(w, target) <= radius * w.scale.length for w in late])) >= share
+    r = lambda w: radius * w.scale.length if radius else follow_radius(w, target)  # noqa: E731
+    return float(np.mean([_distance(w, target) <= r(w) for w in late])) >= share
 
 
 def stopped(seg: Trajectory, max_speed: float = 0.05, hold: int = 20) -> bool:

@@ -61,7 +61,9 @@ class ArenaEnv(gym.Env):
         frame_skip: physics steps per control step (0.01 s * 5 = 20 Hz control).
         ball_mode: "still", "drift" (keeps rolling at ``ball_speed``, bouncing off walls),
             "chase" (rolls towards the agent at up to ``ball_speed``) or "random" (one of the three per episode).
-        ball_speed: target speed of a drifting or chasing ball, m/s.
+        ball_speed: target speed of a drifting or chasing ball, m/s for the orb; a robot whose skills are judged
+            at a larger scale (``Robot.skill_scale``) gets it times ``length / time`` (the ant: 0.53), as it
+            does ``agent_velocity`` and ``ball_velocity``, so a task is as hard for every robot.
         min_separation: minimum distance between sampled object positions, m.
         render_mode: "rgb_array" or None.
         width: render width in pixels.
@@ -107,6 +109,8 @@ class ArenaEnv(gym.Env):
         self._renderer: mujoco.Renderer | None = None
         self._episode_ball_mode = "still"
         self._episode_ball_speed = self.ball_speed
+        scale = self.robot.skill_scale
+        self._speed_scale = scale.length / scale.time
         self._step = 0
         self._world: WorldState | None = None
 
@@ -156,7 +160,7 @@ class ArenaEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------- layout
     def _sample_layout(self) -> dict[str, np.ndarray]:
-        margin = 0.35
+        margin = max(0.35, self.robot.skill_scale.wall)
         lim = self.half_size - margin
         names = ["agent", "ball", *PAD_COLOURS]
         for _ in range(1000):
@@ -183,7 +187,8 @@ class ArenaEnv(gym.Env):
             raise ValueError(f"unknown reset option(s) {unknown}; allowed: {', '.join(sorted(known))}")
         for name in ["agent", "ball", *PAD_COLOURS]:
             if name in options:
-                layout[name] = check_point(name, options[name], self.half_size, margin=0.1)
+                margin = max(0.1, self.robot.radius) if name == "agent" else 0.1  # a body's feet stay off the walls
+                layout[name] = check_point(name, options[name], self.half_size, margin=margin)
         mode = options.get("ball_mode", self.ball_mode)
         if mode == "random":
             mode = BALL_MODES[int(self.np_random.integers(len(BALL_MODES)))]
@@ -193,8 +198,11 @@ class ArenaEnv(gym.Env):
         self._episode_ball_speed = float(options.get("ball_speed", self.ball_speed))
         if not (math.isfinite(self._episode_ball_speed) and 0 <= self._episode_ball_speed <= 3):
             raise ValueError(f"ball_speed={self._episode_ball_speed!r}; allowed: a number in [0, 3] m/s")
+        self._episode_ball_speed *= self._speed_scale
 
         velocity = check_point("agent_velocity", options["agent_velocity"], 3.0) if "agent_velocity" in options else None
+        if velocity is not None:
+            velocity = velocity * self._speed_scale
         heading = options.get("agent_heading")
         if heading is None:  # drawn only for bodies with a front, so the orb's episodes stay as they were
             heading = float(self.np_random.uniform(-np.pi, np.pi)) if self.robot.has_heading else 0.0
@@ -205,7 +213,7 @@ class ArenaEnv(gym.Env):
         self.data.qpos[bq : bq + 3] = [*layout["ball"], self.spec_.ball_radius]
         self.data.qpos[bq + 3 : bq + 7] = [1, 0, 0, 0]
         if "ball_velocity" in options:
-            self.data.qvel[bv : bv + 2] = check_point("ball_velocity", options["ball_velocity"], 3.0)
+            self.data.qvel[bv : bv + 2] = check_point("ball_velocity", options["ball_velocity"], 3.0) * self._speed_scale
         elif mode == "drift":
             ang = self.np_random.uniform(0, 2 * np.pi)
             self.data.qvel[bv : bv + 2] = self._episode_ball_speed * np.array([np.cos(ang), np.sin(ang)])

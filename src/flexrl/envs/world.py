@@ -45,11 +45,16 @@ class SkillScale:
         time: skill time budgets are the orb's times this (the arena's scale over the robot's speed
             relative to the orb's).
         still: planar speed (m/s) under which the body counts as stopped.
+        wall: the closest to a wall a task places the body's centre (m).
+        standoff: how far from a moving object's centre ``follow`` aims (m): 0 for the orb, which may push
+            the ball; a legged body keeps its feet off it (stepping on the ball tips it over).
     """
 
     length: float = 1.0
     time: float = 1.0
     still: float = 0.05
+    wall: float = 0.2
+    standoff: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -79,12 +79,15 @@ class Ant(Robot):
 
     name = "ant"
     SETTINGS = ("gait",)
-    radius = 0.35
+    radius = 0.6
+    """The footprint: the feet reach 0.63 m from the torso's centre standing (the torso alone is 0.25 m)."""
     top_speed = 1.0
     arena_scale = 2.5
-    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 1.0, still=0.1)
+    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 0.8, still=0.1, wall=0.8, standoff=0.65)
     """Radii and distances scale with the arena; time budgets with the arena over the speed (the orb's
-    1.5 m/s against 1 m/s); a standing ant's torso sways a little, so still is under 0.1 m/s."""
+    1.5 m/s against the gait's 0.8 m/s along a 1 m/s command, docs/robots.md); a standing ant's torso sways
+    a little, so still is under 0.1 m/s; its feet reach 0.63 m, so it starts at least 0.8 m from a wall, and
+    follows a ball 1.1 m from its centre (the feet touch it at 0.93 m; follow is judged within 1.57 m)."""
     has_heading = True
     legged = True
     camera = "track"

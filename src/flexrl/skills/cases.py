@@ -22,9 +22,11 @@ def _moving_ball(rng: np.random.Generator, modes: tuple[str, ...] = BALL_MODES) 
 
 
 def _near(rng: np.random.Generator, world: WorldState, point: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """A point ``lo``-``hi`` from ``point`` (in the orb's metres: scaled by the robot's ``length``)."""
+    length = world.scale.length
     ang = rng.uniform(0, 2 * np.pi)
-    lim = world.half_size - 0.2
-    return np.clip(point + rng.uniform(lo, hi) * np.array([np.cos(ang), np.sin(ang)]), -lim, lim)
+    lim = world.half_size - world.scale.wall
+    return np.clip(point + rng.uniform(lo, hi) * length * np.array([np.cos(ang), np.sin(ang)]), -lim, lim)
 
 
 def move_case(rng, world) -> Case:

@@ -1,7 +1,8 @@
 """Success rates of skills, measured the way the agent runs them.
 
 Episodes run in lockstep so each control step is one batched policy call. An episode starts a skill
-call from :mod:`flexrl.skills.cases` and ends when the skill reports success or timeout.
+call from :mod:`flexrl.skills.cases` and ends when the skill reports success or timeout, or when the
+episode ends early (a legged robot fell, or the simulation went unstable): a failure, counted as a fall.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class SkillEvalResult:
     episodes: int
     successes: int
     mean_steps: float
+    falls: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -51,6 +53,7 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
     family = SKILLS[skill].policy
     status = [Status.RUNNING] * episodes
     steps = [0] * episodes
+    falls = 0
     while True:
         live = [i for i, s in enumerate(status) if s is Status.RUNNING]
         if not live:
@@ -58,13 +61,16 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
         obs = np.stack([active[i].policy_input(envs[i].world_state()) for i in live])
         actions = policies.act(family, obs)
         for i, a in zip(live, actions):
-            envs[i].step(a)
+            _, _, terminated, _, _ = envs[i].step(a)
             status[i] = active[i].update(envs[i].world_state())
             steps[i] += 1
+            if terminated:
+                status[i] = Status.TIMEOUT
+                falls += 1
     for env in envs:
         env.close()
     successes = sum(s is Status.SUCCESS for s in status)
-    return SkillEvalResult(skill, episodes, successes, float(np.mean(steps)))
+    return SkillEvalResult(skill, episodes, successes, float(np.mean(steps)), falls)
 
 
 def evaluate_family(policies: PolicySet, family: str, episodes: int, seed: int = 10_000,

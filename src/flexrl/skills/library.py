@@ -28,6 +28,9 @@ REACH_RADIUS = 0.2
 TOUCH_MARGIN = 0.08
 """go_to(ball) succeeds when the bodies are within this gap of touching."""
 FOLLOW_RADIUS = 0.5
+"""follow succeeds when the agent stays this close to the object; for the ball, at least as far beyond
+touching it as the orb's 0.5 m is beyond its 0.24 m touch distance (:func:`follow_radius`)."""
+ORB_TOUCH = 0.24
 SAFE_DISTANCE = 0.8
 """avoid succeeds when the agent stays at least this far from the object over the skill's final steps."""
 MOVE_DISTANCE = 1.0
@@ -62,6 +65,14 @@ class SkillCall:
         if raw.startswith("("):  # a coordinate argument: go_to((1.0, -0.5))
             return cls(m.group(1), (raw,))
         return cls(m.group(1), tuple(a.strip() for a in raw.split(",") if a.strip()))
+
+
+def follow_radius(world: WorldState, target: str) -> float:
+    """The radius ``follow(target)`` is judged at, for this world's robot."""
+    length = world.scale.length
+    if target != "ball":
+        return FOLLOW_RADIUS * length
+    return max(FOLLOW_RADIUS * length, world.touch_distance + (FOLLOW_RADIUS - ORB_TOUCH) * length)
 
 
 def _clip_to_arena(p: np.ndarray, world: WorldState) -> np.ndarray:
@@ -174,7 +185,12 @@ class FollowSkill(ActiveSkill):
     radius: float = FOLLOW_RADIUS
 
     def goal(self, world):
-        return world.position_of(self.target), world.velocity_of(self.target)
+        pos, vel = world.position_of(self.target), world.velocity_of(self.target)
+        standoff = world.scale.standoff
+        if standoff > 0:  # aim at the point ``standoff`` short of the object, on the line from the agent
+            away = world.agent.pos - pos
+            pos = pos + standoff * away / max(float(np.linalg.norm(away)), 1e-6)
+        return pos, vel
 
     def update(self, world):
         self.history.append(float(np.linalg.norm(world.agent.pos - world.position_of(self.target))))
@@ -317,7 +333,8 @@ class SkillSpec:
                 return ReachObjectSkill(**common, target=target, radius=world.touch_distance + TOUCH_MARGIN * length)
             return ReachObjectSkill(**common, target=target, radius=REACH_RADIUS * length)
         if self.name == "follow":
-            return FollowSkill(**common, target=self._object(call, world), radius=FOLLOW_RADIUS * length)
+            target = self._object(call, world)
+            return FollowSkill(**common, target=target, radius=follow_radius(world, target))
         if self.name == "avoid":
             return AvoidSkill(**common, target=self._object(call, world), safe=SAFE_DISTANCE * length)
         still = dict(anchor=world.agent.pos.copy(), still=scale.still, room=0.4 * length)
