@@ -48,6 +48,8 @@ class SkillScale:
         wall: the closest to a wall a task places the body's centre (m).
         standoff: how far from a moving object's centre ``follow`` aims (m): 0 for the orb, which may push
             the ball; a legged body keeps its feet off it (stepping on the ball tips it over).
+        stands: whether the body holds still by itself when given no push (a legged gait's stand): then
+            ``stop``, ``done`` and ``cannot`` push it none, instead of steering it back to where it stopped.
     """
 
     length: float = 1.0
@@ -55,6 +57,7 @@ class SkillScale:
     still: float = 0.05
     wall: float = 0.2
     standoff: float = 0.0
+    stands: bool = False
 
 
 @dataclass(frozen=True)

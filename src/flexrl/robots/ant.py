@@ -83,7 +83,7 @@ class Ant(Robot):
     """The footprint: the feet reach 0.63 m from the torso's centre standing (the torso alone is 0.25 m)."""
     top_speed = 1.0
     arena_scale = 2.5
-    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 0.8, still=0.1, wall=0.8, standoff=0.65)
+    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 0.8, still=0.1, wall=0.8, standoff=0.65, stands=True)
     """Radii and distances scale with the arena; time budgets with the arena over the speed (the orb's
     1.5 m/s against the gait's 0.8 m/s along a 1 m/s command, docs/robots.md); a standing ant's torso sways
     a little, so still is under 0.1 m/s; its feet reach 0.63 m, so it starts at least 0.8 m from a wall, and

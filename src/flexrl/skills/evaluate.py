@@ -50,7 +50,6 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
     envs = [make_arena(robot) for _ in range(episodes)]
     envs[0].robot.check()
     active = [_start_episode(env, skill, seed + i) for i, env in enumerate(envs)]
-    family = SKILLS[skill].policy
     status = [Status.RUNNING] * episodes
     steps = [0] * episodes
     falls = 0
@@ -58,9 +57,13 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
         live = [i for i, s in enumerate(status) if s is Status.RUNNING]
         if not live:
             break
-        obs = np.stack([active[i].policy_input(envs[i].world_state()) for i in live])
-        actions = policies.act(family, obs)
-        for i, a in zip(live, actions):
+        actions = {}
+        for family in {active[i].policy for i in live}:  # the skill's family, or the robot's own stand
+            group = [i for i in live if active[i].policy == family]
+            obs = np.stack([active[i].policy_input(envs[i].world_state()) for i in group])
+            actions.update(zip(group, policies.act(family, obs)))
+        for i in live:
+            a = actions[i]
             _, _, terminated, _, _ = envs[i].step(a)
             status[i] = active[i].update(envs[i].world_state())
             steps[i] += 1

@@ -338,6 +338,8 @@ class SkillSpec:
         if self.name == "avoid":
             return AvoidSkill(**common, target=self._object(call, world), safe=SAFE_DISTANCE * length)
         still = dict(anchor=world.agent.pos.copy(), still=scale.still, room=0.4 * length)
+        if scale.stands:
+            common["policy"] = "stand"  # flexrl.skills.policies.STAND: the body's own stand, no push
         if self.name == "stop":
             return StopSkill(**common, **still)
         if self.name in VERDICTS:

@@ -13,6 +13,8 @@ from flexrl.skills.checkpoint import CheckpointError, load_policy
 from flexrl.skills.goals import POLICY_OBS_DIMS
 
 FAMILIES = ("reach", "avoid")
+STAND = "stand"
+"""Not a learned family: no push at all (``stop`` and the verdicts on a body that stands by itself)."""
 
 
 def pretrained_dir() -> Path:
@@ -28,6 +30,8 @@ class PolicySet:
 
     def act(self, family: str, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for one observation (dim,) or a batch (n, dim)."""
+        if family == STAND:
+            return np.zeros((*np.shape(obs)[:-1], 2), dtype=np.float32)
         action, _ = self.models[family].predict(obs, deterministic=True)
         return action
 
