@@ -77,3 +77,14 @@ def test_the_arena_scales_ball_speed_and_keeps_the_ant_off_the_walls():
         ant.reset(seed=seed)
         assert np.all(np.abs(ant.world_state().agent.pos) <= ant.half_size - scale.wall)
     ant.close()
+
+
+def test_a_body_that_stands_by_itself_is_given_no_push_to_stop():
+    from flexrl.skills.policies import STAND, PolicySet
+
+    w = world((0.0, 0.0), scale=dataclasses.replace(ANT, stands=True))
+    assert start_skill(SkillCall("stop"), w).policy == STAND and start_skill(SkillCall("done"), w).policy == STAND
+    assert start_skill(SkillCall("go_to", ("red_pad",)), w).policy == "reach"
+    assert start_skill(SkillCall("stop"), world((0.0, 0.0), scale=SkillScale())).policy == "reach"  # the orb brakes
+    actions = PolicySet.load().act(STAND, np.ones((3, 6), np.float32))
+    assert actions.shape == (3, 2) and not actions.any()

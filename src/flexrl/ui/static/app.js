@@ -32,8 +32,11 @@ function showDecision(d) {
   const known = entries.filter(([, s]) => s !== null && s !== undefined);
   const best = known.length ? Math.max(...known.map(([, s]) => s)) : 0;
   if (!known.length) chart.append(el("div", {}, `${entries.length} candidates; this planner gives no scores`));
+  // An LLM's scores are log-likelihoods: bars show exp(score - best). Other planners' are marks: their pick is 1.
+  const likelihoods = d.planner === "llm";
+  if (known.length && !likelihoods) chart.append(el("div", { class: "note" }, `${d.planner}: no likelihoods, its pick marked`));
   for (const [call, score] of entries) {
-    const share = score === null || score === undefined ? 0 : Math.exp(score - best);
+    const share = score === null || score === undefined ? 0 : likelihoods ? Math.exp(score - best) : (score === best ? 1 : 0);
     const row = el("div", { class: "row candidate" + (call === d.call ? " chosen" : ""), "data-call": call },
       el("span", {}, call), el("div", { class: "bar", style: `width:${(100 * share).toFixed(1)}%` }),
       el("span", { class: "score" }, score === null || score === undefined ? "-" : score.toFixed(2)));
