@@ -111,7 +111,7 @@ class ActiveSkill:
     def policy_input(self, world: WorldState) -> np.ndarray:
         """The observation of this skill's policy family."""
         pos, vel = self.goal(world)
-        return reach_obs(world, pos, vel) if self.policy == "reach" else avoid_obs(world, pos, vel)
+        return avoid_obs(world, pos, vel) if self.policy == "avoid" else reach_obs(world, pos, vel)
 
     def update(self, world: WorldState) -> Status:
         """Record one step taken and say whether the skill has ended."""

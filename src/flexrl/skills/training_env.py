@@ -29,7 +29,8 @@ class ReachRewardWeights:
 
     Attributes:
         progress: per metre of distance to the goal closed this step.
-        at_goal: per step spent within 0.2 m of the goal.
+        at_goal: per step spent within 0.2 m of the goal (times the robot's ``SkillScale.length``, as every
+            distance here).
         settle: per m/s of velocity mismatch with the goal while within 0.4 m of it.
         ctrl: per unit of squared action.
     """
@@ -57,6 +58,10 @@ class AvoidRewardWeights:
     contact: float = 1.0
     wall: float = 0.05
     ctrl: float = 0.01
+
+
+FALL_PENALTY = 10.0
+"""Reward when the robot falls (which ends the episode)."""
 
 
 class SkillTrainingEnv(gym.Wrapper):
@@ -101,6 +106,8 @@ class SkillTrainingEnv(gym.Wrapper):
         _, _, terminated, truncated, info = self.env.step(action)
         world = self.env.unwrapped.world_state()
         terms = self._reward_terms(self._prev, world, np.asarray(action, dtype=float))
+        if info.get("fell"):  # a legged body that falls ends its episode: that must never pay
+            terms["fall"] = -FALL_PENALTY
         self._prev = world
         if self._outcome is Status.RUNNING:
             self._outcome = self.active.update(world)
@@ -125,10 +132,11 @@ class GoToTrainingEnv(SkillTrainingEnv):
         d_prev = float(np.linalg.norm(goal_prev - prev.agent.pos))
         d = float(np.linalg.norm(goal - world.agent.pos))
         mismatch = float(np.linalg.norm(world.agent.vel - goal_vel))
+        length = world.scale.length
         return {
-            "progress": w.progress * (d_prev - d),
-            "at_goal": w.at_goal * float(d <= 0.2),
-            "settle": -w.settle * mismatch * float(d <= 0.4),
+            "progress": w.progress * (d_prev - d) / length,
+            "at_goal": w.at_goal * float(d <= 0.2 * length),
+            "settle": -w.settle * mismatch * float(d <= 0.4 * length),
             "ctrl": -w.ctrl * float(np.sum(np.square(action))),
         }
 
@@ -147,10 +155,11 @@ class AvoidTrainingEnv(SkillTrainingEnv):
         w = self.weights
         threat, _ = self.active.goal(world)
         d = float(np.linalg.norm(world.agent.pos - threat))
-        near_wall = bool(np.any(np.abs(world.agent.pos) > world.half_size - 0.25))
+        length = world.scale.length
+        near_wall = bool(np.any(np.abs(world.agent.pos) > world.half_size - 0.25 * length))
         return {
-            "distance": w.distance * min(d / SAFE_DISTANCE, 1.25),
-            "safe": w.safe * float(d >= SAFE_DISTANCE),
+            "distance": w.distance * min(d / (SAFE_DISTANCE * length), 1.25),
+            "safe": w.safe * float(d >= SAFE_DISTANCE * length),
             "contact": -w.contact * float(world.touching_ball and self.active.call.args[0] == "ball"),
             "wall": -w.wall * float(near_wall),
             "ctrl": -w.ctrl * float(np.sum(np.square(action))),
