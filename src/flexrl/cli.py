@@ -172,7 +172,7 @@ def _eval(cfg) -> float:
     from flexrl.skills.policies import PolicySet
 
     settings: EvalAppConfig = OmegaConf.to_object(cfg)  # checks skills, episodes and bar
-    policies = PolicySet.load(settings.checkpoints, sources=settings.policies)
+    policies = PolicySet.load(settings.checkpoints, sources=settings.policies, robot=settings.robot)
     run = _create_run(settings.experiment, kind="eval")
     write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     with recorded_status(run):
@@ -219,7 +219,7 @@ def _bench(cfg) -> dict:
     if not tasks:
         raise ValueError("no task left to run after loading and filtering the suite")
     torch.set_num_threads(1)
-    policies = PolicySet.load()
+    policies = PolicySet.load(robot=settings.robot)
     names = [*dict.fromkeys([*settings.baselines, settings.planner.name])]
     planners = {name: build_planner(settings.planner if name == settings.planner.name else PlannerConfig(name),
                                     settings.llm, seed=settings.first_seed) for name in names}  # a bad model fails here

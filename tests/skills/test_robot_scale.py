@@ -88,3 +88,21 @@ def test_a_body_that_stands_by_itself_is_given_no_push_to_stop():
     assert start_skill(SkillCall("stop"), world((0.0, 0.0), scale=SkillScale())).policy == "reach"  # the orb brakes
     actions = PolicySet.load().act(STAND, np.ones((3, 6), np.float32))
     assert actions.shape == (3, 2) and not actions.any()
+
+
+def test_a_robot_may_ship_its_own_skill_policies(tmp_path, monkeypatch):
+    import shutil
+
+    from flexrl.robots.ant import Ant
+    from flexrl.skills.policies import PolicySet, pretrained_dir, robot_policies_dir
+
+    assert robot_policies_dir(None) is None and robot_policies_dir("orb") is None
+    for family in ("reach", "avoid"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(pretrained_dir() / f"{family}{suffix}", tmp_path / f"{family}{suffix}")
+    monkeypatch.setattr(Ant, "skill_policies", str(tmp_path))
+    assert robot_policies_dir("ant") == tmp_path
+    (tmp_path / "avoid.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=f"no policy for skill family 'avoid' at {tmp_path}/avoid.safetensors"):
+        PolicySet.load(robot="ant")
+    assert set(PolicySet.load(robot="orb").models) == {"reach", "avoid"}

@@ -163,7 +163,7 @@ def run_agent(
         ValueError: one line, when the HTTP port cannot be served (before the run directory is made).
     """
     planner = planner or build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
-    policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies)
+    policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies, robot=cfg.robot)
     view = extend = None
     size = {}
     if cfg.ui:

@@ -83,6 +83,9 @@ class Ant(Robot):
     """The footprint: the feet reach 0.63 m from the torso's centre standing (the torso alone is 0.25 m)."""
     top_speed = 1.0
     arena_scale = 2.5
+    skill_policies = str(Path(__file__).parent / "pretrained" / "ant_skills")
+    """The reach family fine-tuned from the orb's with the gait in the loop (200k steps: follow 70% -> 86%);
+    avoid is the orb's (fine-tuning it gave 83% against 89%). docs/robots.md."""
     skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 0.8, still=0.1, wall=0.8, standoff=0.65, stands=True)
     """Radii and distances scale with the arena; time budgets with the arena over the speed (the orb's
     1.5 m/s against the gait's 0.8 m/s along a 1 m/s command, docs/robots.md); a standing ant's torso sways

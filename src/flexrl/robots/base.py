@@ -62,6 +62,9 @@ class Robot(ABC):
     """Whether the body walks with a learned gait (``flexrl train skill=locomotion``)."""
     camera: str = "top"
     """The camera videos are rendered from: the arena's overhead ``top``, or one the body brings."""
+    skill_policies: str | None = None
+    """A directory with the robot's own skill policy families (trained with its body in the loop); None:
+    the orb's shipped ones drive it."""
     skill_scale: SkillScale = SkillScale()
     """How its skills are judged relative to the orb's criteria: radii, time budgets, standing still."""
 

@@ -37,16 +37,18 @@ class PolicySet:
 
     @classmethod
     def load(cls, directory: str | Path | None = None, families: tuple[str, ...] = FAMILIES,
-             sources: dict[str, str] | None = None) -> "PolicySet":
+             sources: dict[str, str] | None = None, robot=None) -> "PolicySet":
         """Load the weights-only policy ``<family>.safetensors`` + ``.json`` of each family.
 
         Nothing is unpickled: an SB3 zip in its place is refused with the command that converts it.
 
         Args:
-            directory: a directory holding a policy of every family (default: the shipped ones).
+            directory: a directory holding a policy of every family (default: the shipped ones: ``robot``'s own,
+                :attr:`~flexrl.robots.base.Robot.skill_policies`, where it has them, else the orb's).
             families: the families to load.
             sources: per-family directories that replace ``directory`` for those families, e.g.
                 ``{"reach": "workspace/skills/<run-id>/checkpoints"}`` from a ``flexrl train`` run.
+            robot: the body the policies drive (a robot, its config or name; None: the orb).
 
         Raises:
             FileNotFoundError: one line naming the missing policy and how to make it.
@@ -57,8 +59,9 @@ class PolicySet:
         if unknown:
             raise ValueError(f"policies for unknown skill family {unknown[0]!r}; allowed: {', '.join(FAMILIES)}")
         models = {}
+        default = robot_policies_dir(robot) or pretrained_dir()
         for family in families:
-            where = Path(sources[family]) if family in sources else Path(directory) if directory else pretrained_dir()
+            where = Path(sources[family]) if family in sources else Path(directory) if directory else default
             if not (where / f"{family}.safetensors").is_file():
                 zipped = where / f"{family}.zip"
                 if zipped.is_file():
@@ -73,6 +76,16 @@ class PolicySet:
                                       f"observations; the {family} family's policies take {POLICY_OBS_DIMS[family]}")
             models[family] = policy
         return cls(models)
+
+
+def robot_policies_dir(robot=None) -> Path | None:
+    """The shipped policy families of ``robot`` trained with its own body in the loop, or None (the orb's)."""
+    if robot is None:
+        return None
+    from flexrl.robots import make_robot
+
+    own = make_robot(robot).skill_policies
+    return Path(own) if own else None
 
 
 def checkpoint_meta(directory: str | Path | None = None) -> dict[str, dict]:

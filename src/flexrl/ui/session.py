@@ -158,7 +158,7 @@ class LiveSession:
         if self.env is not None:
             self.env.close()
         self.planner = build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
-        self.policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies)
+        self.policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies, robot=cfg.robot)
         self.env = make_arena(cfg.robot, ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
                               render_mode="rgb_array", width=FRAME_SIZE[0], height=FRAME_SIZE[1])
         self.env.robot.check()
