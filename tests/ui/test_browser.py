@@ -122,7 +122,9 @@ def test_a_run_from_the_workspace_plays_its_video(page, room, shots):
 def test_the_embedded_llm_reads_a_typed_instruction(browser, tmp_path, shots):
     from flexrl.ui.app import ControlRoom
 
-    room = ControlRoom(room_config(tmp_path, planner="llm"))
+    from flexrl.ui.session import load_group
+
+    room = ControlRoom(room_config(tmp_path, planner="llm", llm=load_group("llm", "embedded")))  # the shipped planner
     try:
         wait_for(lambda: room.view.snapshot()["status"] == "running" and room.view.frame_no > 2, timeout=180)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

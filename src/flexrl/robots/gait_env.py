@@ -279,6 +279,9 @@ class GaitGymEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._vec.seed(seed)
+        # The shared MjData's solver warm start (not part of the stepped state) must not carry over from the
+        # last episode: a seeded reset then steps the same, to the last bit (Gymnasium's determinism check).
+        mujoco.mj_resetData(self._vec.model, self._vec.datas[0])
         return self._vec.reset()[0], {}
 
     def step(self, action):
