@@ -275,6 +275,10 @@ OUTCOMES: dict[tuple[str, Status], str] = {
 }
 """The words the runner reports when a skill ends (``ActiveSkill.outcome``)."""
 
+STAND = "stand"
+"""Not a learned family: no push at all (``stop`` and the verdicts on a body that stands by itself);
+:class:`~flexrl.skills.policies.PolicySet` answers it with zero actions."""
+
 VERDICTS = ("done", "cannot")
 """Calls that judge the instruction instead of moving: hold position until the next instruction."""
 
@@ -339,7 +343,7 @@ class SkillSpec:
             return AvoidSkill(**common, target=self._object(call, world), safe=SAFE_DISTANCE * length)
         still = dict(anchor=world.agent.pos.copy(), still=scale.still, room=0.4 * length)
         if scale.stands:
-            common["policy"] = "stand"  # flexrl.skills.policies.STAND: the body's own stand, no push
+            common["policy"] = STAND  # the body's own stand, no push
         if self.name == "stop":
             return StopSkill(**common, **still)
         if self.name in VERDICTS:

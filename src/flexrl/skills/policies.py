@@ -11,10 +11,9 @@ import numpy as np
 
 from flexrl.skills.checkpoint import CheckpointError, load_policy
 from flexrl.skills.goals import POLICY_OBS_DIMS
+from flexrl.skills.library import STAND
 
 FAMILIES = ("reach", "avoid")
-STAND = "stand"
-"""Not a learned family: no push at all (``stop`` and the verdicts on a body that stands by itself)."""
 
 
 def pretrained_dir() -> Path:
