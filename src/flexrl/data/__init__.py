@@ -1,0 +1,1 @@
+"""Data for learned policies: datasets, instruction embeddings, offline-trained policies."""
