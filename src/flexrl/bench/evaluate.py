@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -47,6 +47,16 @@ class EpisodeResult:
     reactions: list[dict[str, Any]]
     tokens: int
     calls: list[str] = field(default_factory=list)
+
+
+class EpisodeObserver(Protocol):
+    """Sees every action and every finished episode of a batched evaluation (e.g. to record a dataset)."""
+
+    def action(self, task: str, seed: int, action: np.ndarray) -> None:
+        """The action sent to the environment of episode (``task``, ``seed``) this step."""
+
+    def finished(self, result: EpisodeResult, runner: AgentRunner) -> None:
+        """An episode ended; ``runner`` holds its trajectory, decisions and instructions."""
 
 
 def judge(task: Task, trajectory: list, arrivals: list[int], decided: list[tuple[int, str]] = ()) -> list[bool | None]:
@@ -132,9 +142,12 @@ def evaluate(
     events_dir: str | Path | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
     robot=None,
+    observer: EpisodeObserver | None = None,
 ) -> list[EpisodeResult]:
     """Run every task with every seed with ``robot`` (a robot, its config or name; None: the orb); results in
-    (task, seed) order."""
+    (task, seed) order. An ``observer`` sees each action and each finished episode (batched mode only)."""
+    if observer is not None and not batched:
+        raise ValueError("an observer needs batched=True (it sees the actions of the lockstep driver)")
     encoder = encoder or EncoderConfig()
     make_robot(robot).check()  # a robot that cannot act fails here, in one line, not mid-benchmark
     events = Path(events_dir) if events_dir else None
@@ -146,6 +159,8 @@ def evaluate(
     def done(ep: _Episode, summary: dict) -> None:
         r = ep.result(summary)
         results[(r.task, r.seed)] = r
+        if observer is not None:
+            observer.finished(r, ep.runner)
         if on_episode:
             on_episode(r)
 
@@ -156,11 +171,11 @@ def evaluate(
             done(ep, ep.runner.run(seed, ep.options))
         env.close()
     else:
-        _lockstep(jobs, planner, policies, encoder, events, max(1, n_envs), done, robot)
+        _lockstep(jobs, planner, policies, encoder, events, max(1, n_envs), done, robot, observer)
     return [results[(task.id, seed)] for task, seed in jobs]
 
 
-def _lockstep(jobs, planner, policies, encoder, events, n_envs, done, robot) -> None:
+def _lockstep(jobs, planner, policies, encoder, events, n_envs, done, robot, observer=None) -> None:
     envs = [make_arena(robot) for _ in range(min(n_envs, len(jobs)))]
     free, queue = list(envs), list(jobs)
     live: list[_Slot] = []
@@ -171,7 +186,7 @@ def _lockstep(jobs, planner, policies, encoder, events, n_envs, done, robot) -> 
             gen = ep.runner.episode(seed, ep.options)
             live.append(_Slot(ep, gen, next(gen), ep.runner.env))
         _decide_tick([x for x in live if isinstance(x.request, DecisionRequest)])
-        _act_tick([x for x in live if isinstance(x.request, ActionRequest)], policies, done)
+        _act_tick([x for x in live if isinstance(x.request, ActionRequest)], policies, done, observer)
         for slot in [x for x in live if x.request is None]:
             live.remove(slot)
             free.append(slot.env)
@@ -200,7 +215,7 @@ def _decide_tick(waiting: list[_Slot]) -> None:
             slot.request = slot.generator.send((outcome, latency))  # the action request of the new skill
 
 
-def _act_tick(waiting: list[_Slot], policies: PolicySet, done) -> None:
+def _act_tick(waiting: list[_Slot], policies: PolicySet, done, observer=None) -> None:
     """One policy forward pass per skill family for every episode's action this step."""
     families: dict[str, list[_Slot]] = {}
     for slot in waiting:
@@ -208,6 +223,8 @@ def _act_tick(waiting: list[_Slot], policies: PolicySet, done) -> None:
     for family, group in families.items():
         actions = policies.act(family, np.stack([x.request.policy_input for x in group]))
         for slot, action in zip(group, actions):
+            if observer is not None:
+                observer.action(slot.episode.task.id, slot.episode.seed, action)
             try:
                 slot.request = slot.generator.send(action)
             except StopIteration as stop:
