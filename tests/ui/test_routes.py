@@ -37,7 +37,7 @@ def test_the_stream_sends_jpeg_frames_and_the_rate_holds_real_time(room):
 def test_bad_controls_are_one_line_4xx_and_the_episode_goes_on(room):
     before = call(room.url, "/api/state")[1]["step"]
     cases = [({"action": "explode"}, 400, "action='explode'; allowed: start, pause, resume, reset, reseed"),
-             ({"action": "reset", "planner": "psychic"}, 400, "planner='psychic'; allowed: llm, oracle, random"),
+             ({"action": "reset", "planner": "psychic"}, 400, "planner='psychic'; allowed: llm, oracle, policy, random"),
              ({"action": "reset", "seed": -4}, 400, "seed=-4; allowed"),
              ({"action": "reset", "colour": "red"}, 400, "colour: Extra inputs are not permitted"),
              (b"{not json", 400, "Invalid JSON"),

@@ -159,12 +159,13 @@ class AgentRunner:
         """
         decision = outcome if isinstance(outcome, Decision) else None
         error = outcome if isinstance(outcome, BaseException) else None
-        if decision is not None and decision.call not in context.candidates:
+        if decision is not None and decision.skill is None and decision.call not in context.candidates:
             self.invalid_decisions += 1
             error = InvalidDecisionError(f"{decision.call} is not a valid skill call here")
         if error is not None:
-            keep = current.call if current and current.call in context.candidates else SkillCall("stop")
-            decision = Decision(keep, {}, latency_ms, self.planner.name, fallback=f"{type(error).__name__}: {error}")
+            own = current if current is not None and current.call not in context.candidates else None  # a planner's own skill
+            keep = own.call if own else current.call if current and current.call in context.candidates else SkillCall("stop")
+            decision = Decision(keep, {}, latency_ms, self.planner.name, fallback=f"{type(error).__name__}: {error}", skill=own)
             self.log.emit("fallback", step, error=decision.fallback, kept=str(keep))
         self.decisions.append(decision)
         self.decision_steps.append(step)
@@ -177,7 +178,7 @@ class AgentRunner:
                           why=decision.rationale or f"no skill call here can follow {instruction!r}")
         if self.on_decision:
             self.on_decision(step, context, decision)
-        active = start_skill(decision.call, context.world)
+        active = decision.skill if decision.skill is not None else start_skill(decision.call, context.world)
         self.log.emit("skill_start", step, call=str(decision.call))
         return active
 

@@ -30,6 +30,7 @@ from flexrl.planners.config import PlannerConfig, build_planner
 from flexrl.runs.atomic import write_json, write_text
 from flexrl.runs.config import ExperimentConfig
 from flexrl.runs.run_dir import RunDir, new_run_id, recorded_status
+from flexrl.planners.policy_planner import policies_for
 from flexrl.skills.policies import PolicySet
 from flexrl.web.guard import check_exposure
 
@@ -163,7 +164,7 @@ def run_agent(
         ValueError: one line, when the HTTP port cannot be served (before the run directory is made).
     """
     planner = planner or build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
-    policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies, robot=cfg.robot)
+    policies = policies_for(planner, PolicySet.load(cfg.checkpoints, sources=cfg.policies, robot=cfg.robot))
     view = extend = None
     size = {}
     if cfg.ui:

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 
 from flexrl.agent.runner import AgentConfig
 from flexrl.agent.session import RunConfig
+from flexrl.data.offline import OfflineConfig
 from flexrl.distill.pipeline import DistillConfig
 from flexrl.envs.config import RobotConfig
 from flexrl.llm.config import LLMConfig
@@ -128,13 +129,75 @@ class BenchAppConfig:
         check_seed("first_seed", self.first_seed)
 
 
+TASK_SOURCES = ("generated", "suite")
+
+
+@dataclass
+class CollectAppConfig:
+    """``flexrl collect``: record episodes of a planner into a Minari dataset.
+
+    Attributes:
+        planner: the planner whose episodes are recorded (the oracle: expert data; random: exploration).
+        llm: its model, when it is the LLM planner.
+        tasks: "generated" (instructions from the distillation grammar in random layouts: what training data
+            should use; it never reads the benchmark suite) or "suite" (the benchmark's tasks: evaluation data).
+        suite: the tasks, when ``tasks=suite``.
+        episodes: episodes in all (generated tasks: one episode each; the suite: episodes per task).
+        first_seed: seed of the first generated task and of each suite task's first episode.
+        n_envs: environments stepped together.
+        dataset: the dataset id ``flexrl/<name>-v<N>`` (None: ``flexrl/arena-<robot>-<planner>-v<next free N>``).
+        root: where datasets live (None: ``<workspace>/datasets``); ``MINARI_DATASETS_PATH`` for minari.
+        agent: episode settings; only ``agent.encoder`` is used (the LLM planner's view).
+        experiment: name, workspace (the collection's run directory holds its datasheet).
+        robot: the body.
+    """
+
+    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(name="oracle"))
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    tasks: str = "generated"
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    episodes: int = 2000
+    first_seed: int = 0
+    n_envs: int = 16
+    dataset: Optional[str] = None
+    root: Optional[str] = None
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="collect"))
+    robot: RobotConfig = field(default_factory=RobotConfig)
+
+    def __post_init__(self) -> None:
+        if self.tasks not in TASK_SOURCES:
+            raise ValueError(f"tasks={self.tasks!r}; allowed: {', '.join(TASK_SOURCES)}")
+        _positive("episodes", self.episodes)
+        _positive("n_envs", self.n_envs)
+        check_seed("first_seed", self.first_seed)
+        if self.dataset is not None:
+            from flexrl.data.collect import check_dataset_id
+
+            check_dataset_id(self.dataset)
+
+
+@dataclass
+class TrainOfflineAppConfig(OfflineConfig):
+    """``flexrl train-offline``: a language-conditioned policy trained from a recorded dataset.
+
+    Attributes:
+        experiment: name, workspace (datasets are read from ``<workspace>/datasets`` unless ``root`` says).
+        resume: a run directory to continue from its last checkpoint, with the config stored there.
+    """
+
+    experiment: ExperimentConfig = field(default_factory=lambda: ExperimentConfig(name="offline"))
+    resume: Optional[str] = None
+
+
 def _positive(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name}={value!r}; allowed: a positive integer")
 
 
 SCHEMAS: dict[str, Any] = {"train": TrainAppConfig, "run": RunConfig, "ui": RunConfig, "eval": EvalAppConfig, "bench": BenchAppConfig,
-                           "distill": DistillConfig}
+                           "distill": DistillConfig, "collect": CollectAppConfig,
+                           "train-offline": TrainOfflineAppConfig}
 
 
 def register() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from flexrl.envs.world import WorldState
 from flexrl.skills.library import SkillCall
@@ -94,6 +94,8 @@ class Decision:
         rationale: optional free text (never parsed).
         fallback: why the planner fell back (LLM failure), or None.
         tokens: prompt + scored tokens processed, where known.
+        skill: a running skill the planner supplies itself instead of the library's skill for ``call`` (an
+            instruction-conditioned policy acts through one); ``call`` then names it and need not be a candidate.
     """
 
     call: SkillCall
@@ -103,6 +105,7 @@ class Decision:
     rationale: str | None = None
     fallback: str | None = None
     tokens: int = 0
+    skill: Any = None
 
     @property
     def margin(self) -> float:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.base import Planner
 from flexrl.skills.library import SKILLS, SkillCall
 
-PLANNERS = ("llm", "oracle", "random")
+PLANNERS = ("llm", "oracle", "random", "policy")
 CALL_SCORING = ("whole", "naming_word", "distinguishing")
 PROMPTS = ("auto", "chat", "menu")
 
@@ -22,7 +23,9 @@ class PlannerConfig:
     (tests/config/test_defaults.py checks that they restate no default differently).
 
     Attributes:
-        name: "llm", "oracle" (reads the instruction's intent: an upper bound) or "random" (a lower bound).
+        name: "llm", "oracle" (reads the instruction's intent: an upper bound), "random" (a lower bound) or
+            "policy" (an instruction-conditioned policy that acts itself: ``flexrl train-offline``).
+        policy: the conditioned policy's directory, for ``name=policy`` (None: the one shipped with flexrl).
         calibrate: subtract each call's score under a content-free prompt (instruction and observation "N/A").
         history: how many earlier instructions the prompt shows. 0: shown as "Earlier instruction: ...",
             they made SmolLM2-135M keep obeying the first instruction after a mid-run switch (switch tasks
@@ -50,6 +53,7 @@ class PlannerConfig:
     affordance_weight: float = 1.0
     examples: dict[str, str] = field(default_factory=dict)
     prompt: str = "auto"
+    policy: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
@@ -82,6 +86,10 @@ def build_planner(cfg: PlannerConfig, llm: LLMConfig | None = None, seed: int = 
         from flexrl.planners.oracle import OraclePlanner
 
         return OraclePlanner()
+    if cfg.name == "policy":
+        from flexrl.planners.policy_planner import PolicyPlanner
+
+        return PolicyPlanner.load(cfg.policy)
     if cfg.name == "random":
         from flexrl.planners.oracle import RandomPlanner
 

@@ -34,6 +34,12 @@ class PolicySet:
         action, _ = self.models[family].predict(obs, deterministic=True)
         return action
 
+    def with_model(self, family: str, model) -> "PolicySet":
+        """A copy that also answers ``family`` with ``model`` (anything with SB3's ``predict(obs, deterministic)``)."""
+        if family in self.models or family == STAND:
+            raise ValueError(f"policy family {family!r} is taken; allowed: a name not in {sorted([*self.models, STAND])}")
+        return PolicySet({**self.models, family: model})
+
     @classmethod
     def load(cls, directory: str | Path | None = None, families: tuple[str, ...] = FAMILIES,
              sources: dict[str, str] | None = None, robot=None) -> "PolicySet":

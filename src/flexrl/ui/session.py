@@ -30,6 +30,7 @@ from flexrl.llm.config import LLMConfig
 from flexrl.planners.config import PlannerConfig, build_planner
 from flexrl.runs.atomic import write_json, write_text
 from flexrl.runs.run_dir import RunDir, new_run_id
+from flexrl.planners.policy_planner import policies_for
 from flexrl.skills.policies import PolicySet
 from flexrl.ui.live import LiveView, Pacer
 
@@ -158,7 +159,7 @@ class LiveSession:
         if self.env is not None:
             self.env.close()
         self.planner = build_planner(cfg.planner, cfg.llm, cfg.experiment.seed)
-        self.policies = PolicySet.load(cfg.checkpoints, sources=cfg.policies, robot=cfg.robot)
+        self.policies = policies_for(self.planner, PolicySet.load(cfg.checkpoints, sources=cfg.policies, robot=cfg.robot))
         self.env = make_arena(cfg.robot, ball_mode=cfg.env.ball_mode, ball_speed=cfg.env.ball_speed,
                               render_mode="rgb_array", width=FRAME_SIZE[0], height=FRAME_SIZE[1])
         self.env.robot.check()
