@@ -27,6 +27,7 @@ def test_missing_dataset_is_one_line(tmp_path):
 @pytest.mark.parametrize("field, value, match", [
     ("algorithm", "ppo", "algorithm='ppo'; allowed: bc, iql"), ("steps", 0, "steps=0"),
     ("val_share", 0.9, "val_share"), ("hidden", [], "hidden"), ("dataset", "x", "dataset id 'x'"),
+    ("hold_weight", 0, "hold_weight=0"), ("drop", ["nope"], "drop entry 'nope'"),
 ])
 def test_bad_settings_are_one_line(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -47,6 +48,19 @@ def test_bc_learns_the_recorded_actions(tiny_dataset, tmp_path):
     policy = ConditionedPolicy.load(tmp_path / "checkpoints")
     assert policy.info["algorithm"] == "bc" and metrics["steps"] == 400
     assert (tmp_path / "tb").is_dir() and (tmp_path / "metrics.json").is_file()
+
+
+def test_dropped_features_are_not_read(tiny_dataset, tmp_path):
+    root, dataset_id, _ = tiny_dataset
+    train_offline(_cfg(root, dataset_id, steps=50, drop=["since_instruction", "heading_cos"]), tmp_path, tmp_path,
+                  log=lambda _: None)
+    policy = ConditionedPolicy.load(tmp_path / "checkpoints")
+    assert "since_instruction" not in policy.info["inputs"] and len(policy.columns) == 17
+    states = np.zeros((1, 19), dtype=np.float32)
+    changed = states.copy()
+    changed[0, -1] = 3.0  # the clock: not an input, so not a difference
+    code = np.zeros((1, 8), dtype=np.float32)
+    assert np.allclose(policy.predict(policy.inputs(states, code))[0], policy.predict(policy.inputs(changed, code))[0])
 
 
 def test_bc_resumes_from_its_checkpoint(tiny_dataset, tmp_path):

@@ -85,3 +85,11 @@ def test_benchmark_runs_the_policy_in_lockstep():
     planner = _planner()
     results = evaluate(generate_tasks(3, seed=5), [0], planner, policies_for(planner, PolicySet.load()), n_envs=3)
     assert len(results) == 3 and all(r.invalid == 0 and r.calls and set(r.calls) == {"policy"} for r in results)
+
+
+def test_the_shipped_policy_loads_with_its_embedder_and_acts():
+    planner = PolicyPlanner.load()
+    assert planner.policy.info["algorithm"] == "bc" and planner.embedder.name == planner.policy.info["embedder_id"]
+    runner = _runner(planner, [(30, "Avoid the ball!")])
+    summary = runner.run(seed=3)
+    assert summary["steps"] == 60 and summary["fallbacks"] == 0 and runner.decision_steps == [0, 30]

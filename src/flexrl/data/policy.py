@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from flexrl.data.features import DIM
+from flexrl.data.features import DIM, NAMES
 from flexrl.runs.atomic import atomic_write, write_json
 from flexrl.skills.checkpoint import CheckpointError, sha256_file
 
@@ -79,18 +79,31 @@ class ConditionedPolicy:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, projection: Projection, hidden: list[int], embedder: str, seed: int = 0) -> "ConditionedPolicy":
+    def new(cls, projection: Projection, hidden: list[int], embedder: str, seed: int = 0,
+            features: list[str] | None = None) -> "ConditionedPolicy":
+        """A fresh policy reading ``features`` (names from :data:`~flexrl.data.features.NAMES`; None: all)."""
+        features = list(NAMES if features is None else features)
+        unknown = [f for f in features if f not in NAMES]
+        if unknown or not features:
+            raise ValueError(f"features={unknown or features!r}; allowed: names from {', '.join(NAMES)}")
         torch.manual_seed(seed)
-        net = mlp(DIM + projection.basis.shape[1], list(hidden), 2)
-        return cls(net, projection, {"embedder": embedder, "hidden": list(hidden), "code_dim": projection.basis.shape[1]})
+        net = mlp(len(features) + projection.basis.shape[1], list(hidden), 2)
+        return cls(net, projection, {"embedder": embedder, "hidden": list(hidden), "code_dim": projection.basis.shape[1],
+                                     "inputs": features})
+
+    @property
+    def columns(self) -> list[int]:
+        """Which world features the network reads."""
+        return [NAMES.index(name) for name in self.info.get("inputs", NAMES)]
 
     @property
     def embedder(self) -> str:
         return self.info["embedder"]
 
     def inputs(self, states: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """The network's input rows for world features (n, DIM) and instruction codes (n, code_dim)."""
-        return np.concatenate([np.atleast_2d(states), np.atleast_2d(codes)], axis=1).astype(np.float32)
+        """The network's input rows for world features (n, DIM) and instruction codes (n, code_dim): the
+        features it reads, then the code."""
+        return np.concatenate([np.atleast_2d(states)[:, self.columns], np.atleast_2d(codes)], axis=1).astype(np.float32)
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
         """SB3's interface (what :class:`~flexrl.skills.policies.PolicySet` calls): obs rows are :meth:`inputs`."""
@@ -135,16 +148,18 @@ class ConditionedPolicy:
             raise CheckpointError(f"{meta_path}: format {info.get('format') if isinstance(info, dict) else info!r}; allowed: {FORMAT}")
         if info.get("sha256") != sha256_file(weights):
             raise CheckpointError(f"{weights} does not match the SHA-256 in {meta_path.name} (changed or truncated)")
-        hidden, code_dim = info.get("hidden"), info.get("code_dim")
+        hidden, code_dim, inputs = info.get("hidden"), info.get("code_dim"), info.get("inputs", list(NAMES))
         if not (isinstance(hidden, list) and all(isinstance(w, int) and 0 < w <= 4096 for w in hidden) and len(hidden) <= 8
-                and isinstance(code_dim, int) and 0 < code_dim <= 4096 and info.get("features") == DIM):
-            raise CheckpointError(f"{meta_path}: hidden={hidden!r}, code_dim={code_dim!r}, features={info.get('features')!r}; "
-                                  f"allowed: up to 8 widths in 1..4096, a code_dim in 1..4096, features {DIM}")
+                and isinstance(code_dim, int) and 0 < code_dim <= 4096 and info.get("features") == DIM
+                and isinstance(inputs, list) and inputs and all(name in NAMES for name in inputs)):
+            raise CheckpointError(f"{meta_path}: hidden={hidden!r}, code_dim={code_dim!r}, features={info.get('features')!r}, "
+                                  f"inputs={inputs!r:.80}; allowed: up to 8 widths in 1..4096, a code_dim in 1..4096, "
+                                  f"features {DIM}, inputs named in flexrl.data.features.NAMES")
         try:
             tensors = load_file(str(weights))
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{weights}: not a safetensors file ({err})") from None
-        net = mlp(DIM + code_dim, hidden, 2)
+        net = mlp(len(inputs) + code_dim, hidden, 2)
         try:
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
             projection = Projection(tensors["projection.mean"].numpy(), tensors["projection.basis"].numpy(),

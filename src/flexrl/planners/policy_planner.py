@@ -32,9 +32,11 @@ class ConditionedSkill(ActiveSkill):
     """The conditioned policy acting on one instruction, until the next one."""
 
     code: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    columns: list[int] = field(default_factory=list)
 
     def policy_input(self, world) -> np.ndarray:
-        return np.concatenate([world_features(world, self.steps), self.code]).astype(np.float32)
+        """The world features the policy reads (``steps`` is the instruction's clock), then the code."""
+        return np.concatenate([world_features(world, self.steps)[self.columns], self.code]).astype(np.float32)
 
     def update(self, world) -> Status:
         self.steps += 1
@@ -73,7 +75,7 @@ class PolicyPlanner:
         start = time.perf_counter()
         text = context.instruction.text if context.instruction else ""
         code = self.policy.projection(self.embedder.embed([text]))[0]
-        skill = ConditionedSkill(CALL, FAMILY, 10**9, code=code)
+        skill = ConditionedSkill(CALL, FAMILY, 10**9, code=code, columns=self.policy.columns)
         return Decision(CALL, {}, (time.perf_counter() - start) * 1e3, self.name, skill=skill)
 
 
