@@ -95,3 +95,22 @@ def test_iql_actor_is_the_saved_policy(tiny_dataset, tmp_path):
     algo.create_impl(obs.shape[1:], 2)
     algo.load_model(str(tmp_path / "checkpoints" / "iql-state.d3"))
     assert np.allclose(algo.predict(obs), policy.predict(obs)[0], atol=1e-5)
+
+
+def test_iql_takes_actions_that_happen_to_be_whole_numbers(tiny_dataset, tmp_path):
+    """A saturated or standing body records actions of -1, 0 and 1: d3rlpy must not take them for discrete ones."""
+    from flexrl.data.embeddings import make_embedder
+    from flexrl.data.offline import train_iql
+    from flexrl.data.policy import Projection
+
+    root, dataset_id, _ = tiny_dataset
+    data = load_transitions(root, dataset_id)
+    data.actions = np.round(data.actions)
+    train, val = split(data, 0.2, seed=0)
+    embeddings = make_embedder("hashing").embed(data.texts)
+    policy = ConditionedPolicy.new(Projection.fit(embeddings, 4), [16], "hashing")
+    cfg = OfflineConfig(dataset=dataset_id, root=str(root), embedder="hashing", algorithm="iql", steps=2, eval_every=2,
+                        hidden=[16], batch_size=64)
+    seen = []
+    assert train_iql(cfg, policy, train, val, policy.projection(embeddings), tmp_path, lambda s, m: seen.append(s)) == 2
+    assert seen == [2]

@@ -251,7 +251,8 @@ def _mdp(policy: ConditionedPolicy, data: Transitions, codes: np.ndarray):
     import d3rlpy
 
     return d3rlpy.dataset.MDPDataset(policy.inputs(data.states, codes[data.instructions]), data.actions,
-                                     data.rewards, data.terminals.astype(np.float32), timeouts=data.timeouts.astype(np.float32))
+                                     data.rewards, data.terminals.astype(np.float32), timeouts=data.timeouts.astype(np.float32),
+                                     action_space=d3rlpy.constants.ActionSpace.CONTINUOUS)  # never guessed from the values
 
 
 def _copy_actor(algo, policy: ConditionedPolicy) -> None:
