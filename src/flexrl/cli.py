@@ -204,7 +204,6 @@ def _bench(cfg) -> dict:
 
     from flexrl.bench.evaluate import evaluate
     from flexrl.bench.report import summarise, write_report
-    from flexrl.bench.tasks import default_suite, load_tasks
     from flexrl.config.schema import BenchAppConfig
     from flexrl.planners.config import PlannerConfig, build_planner
     from flexrl.planners.policy_planner import policies_for
@@ -213,14 +212,7 @@ def _bench(cfg) -> dict:
     from flexrl.skills.policies import PolicySet
 
     settings: BenchAppConfig = OmegaConf.to_object(cfg)  # checks baselines, categories, episodes, seeds
-    tasks = load_tasks(settings.suite.files or [default_suite()])  # a bad suite runs nothing: TaskError
-    unknown = sorted(set(settings.suite.tasks) - {t.id for t in tasks})
-    if unknown:
-        raise ValueError(f"suite.tasks entry {unknown[0]!r} is not a loaded task; see `flexrl bench --cfg job` and the suite files")
-    tasks = [t for t in tasks if (not settings.suite.tasks or t.id in settings.suite.tasks)
-             and (not settings.suite.categories or t.category in settings.suite.categories)]
-    if not tasks:
-        raise ValueError("no task left to run after loading and filtering the suite")
+    tasks = _suite_tasks(settings.suite)
     torch.set_num_threads(1)
     policies = PolicySet.load(robot=settings.robot)
     names = [*dict.fromkeys([*settings.baselines, settings.planner.name])]
@@ -251,6 +243,25 @@ def _bench(cfg) -> dict:
     return {"run": str(run.path), "summaries": summaries}
 
 
+def _suite_tasks(suite) -> list:
+    """The suite's tasks (``suite.files``, else the shipped suite), filtered by ``suite.tasks`` and ``suite.categories``.
+
+    Raises:
+        TaskError: a bad suite file (nothing runs); ValueError: an unknown task id, or no task left.
+    """
+    from flexrl.bench.tasks import default_suite, load_tasks
+
+    tasks = load_tasks(suite.files or [default_suite()])  # a bad suite runs nothing: TaskError
+    unknown = sorted(set(suite.tasks) - {t.id for t in tasks})
+    if unknown:
+        raise ValueError(f"suite.tasks entry {unknown[0]!r} is not a loaded task; see the suite files (`--cfg job` prints them)")
+    tasks = [t for t in tasks if (not suite.tasks or t.id in suite.tasks)
+             and (not suite.categories or t.category in suite.categories)]
+    if not tasks:
+        raise ValueError("no task left to run after loading and filtering the suite")
+    return tasks
+
+
 def _collect(cfg) -> dict:
     import torch
     from omegaconf import OmegaConf
@@ -268,9 +279,7 @@ def _collect(cfg) -> dict:
     if settings.tasks == "generated":
         tasks, seeds = generate_tasks(settings.episodes, settings.first_seed), [settings.first_seed]
     else:
-        from flexrl.bench.tasks import default_suite, load_tasks
-
-        tasks = load_tasks(settings.suite.files or [default_suite()])
+        tasks = _suite_tasks(settings.suite)
         seeds = list(range(settings.first_seed, settings.first_seed + settings.episodes))
     root = Path(settings.root or Path(settings.experiment.workspace) / "datasets")
     dataset_id = settings.dataset or next_dataset_id(root, f"arena-{settings.robot.name}-{settings.planner.name}")

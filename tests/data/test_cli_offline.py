@@ -42,3 +42,12 @@ def test_train_offline_without_a_dataset_is_one_line(tmp_path, capsys):
 def test_collect_bad_tasks_is_one_line(tmp_path, capsys):
     assert main(["collect", "tasks=mine", f"experiment.workspace={tmp_path}"]) == 2
     assert "tasks='mine'; allowed: generated, suite" in capsys.readouterr().err
+
+
+def test_collect_from_the_suite_keeps_only_the_chosen_tasks(tmp_path, capsys):
+    assert main(["collect", "tasks=suite", "suite.tasks=[go_to_red_pad]", "episodes=2", "n_envs=2",
+                 f"experiment.workspace={tmp_path}"]) == 0
+    sheet = json.loads(next((tmp_path / "collect").glob("*/datasheet.json")).read_text())
+    assert sheet["episodes"] == 2 and list(sheet["categories"]) == ["object_goal"]
+    assert main(["collect", "tasks=suite", "suite.tasks=[nope]", f"experiment.workspace={tmp_path}"]) == 2
+    assert "suite.tasks entry 'nope'" in capsys.readouterr().err

@@ -163,8 +163,13 @@ class AgentRunner:
             self.invalid_decisions += 1
             error = InvalidDecisionError(f"{decision.call} is not a valid skill call here")
         if error is not None:
-            own = current if current is not None and current.call not in context.candidates else None  # a planner's own skill
-            keep = own.call if own else current.call if current and current.call in context.candidates else SkillCall("stop")
+            own = None  # a skill the planner supplied itself (not a library call) is kept as it is
+            if current is None:
+                keep = SkillCall("stop")
+            elif current.call in context.candidates:
+                keep = current.call
+            else:
+                own, keep = current, current.call
             decision = Decision(keep, {}, latency_ms, self.planner.name, fallback=f"{type(error).__name__}: {error}", skill=own)
             self.log.emit("fallback", step, error=decision.fallback, kept=str(keep))
         self.decisions.append(decision)

@@ -27,10 +27,10 @@ from flexrl.llm.config import LLMConfig
 from flexrl.local_http import check_port
 from flexrl.planners.base import Planner
 from flexrl.planners.config import PlannerConfig, build_planner
+from flexrl.planners.policy_planner import policies_for
 from flexrl.runs.atomic import write_json, write_text
 from flexrl.runs.config import ExperimentConfig
 from flexrl.runs.run_dir import RunDir, new_run_id, recorded_status
-from flexrl.planners.policy_planner import policies_for
 from flexrl.skills.policies import PolicySet
 from flexrl.web.guard import check_exposure
 

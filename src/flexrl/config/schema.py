@@ -83,6 +83,13 @@ class SuiteConfig:
     tasks: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        from flexrl.bench.tasks import CATEGORIES
+
+        bad = [c for c in self.categories if c not in CATEGORIES]
+        if bad:
+            raise ValueError(f"suite.categories entry {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
+
 
 @dataclass
 class BenchAppConfig:
@@ -115,15 +122,11 @@ class BenchAppConfig:
     robot: RobotConfig = field(default_factory=RobotConfig)
 
     def __post_init__(self) -> None:
-        from flexrl.bench.tasks import CATEGORIES
         from flexrl.planners.config import PLANNERS
 
         for name in self.baselines:
             if name not in PLANNERS:
                 raise ValueError(f"baselines entry {name!r}; allowed: {', '.join(PLANNERS)}")
-        bad = [c for c in self.suite.categories if c not in CATEGORIES]
-        if bad:
-            raise ValueError(f"suite.categories entry {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
         _positive("episodes", self.episodes)
         _positive("n_envs", self.n_envs)
         check_seed("first_seed", self.first_seed)

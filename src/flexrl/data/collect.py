@@ -19,6 +19,7 @@ back with ``MINARI_DATASETS_PATH=<root> python -c "import minari; minari.load_da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -74,6 +75,29 @@ def check_dataset_id(dataset_id: str) -> str:
         raise ValueError(f"dataset id {dataset_id!r}; allowed: flexrl/<name>-v<N>, e.g. flexrl/arena-orb-oracle-v0 "
                          "(lower-case letters, digits, '-' and '_')")
     return dataset_id
+
+
+@contextlib.contextmanager
+def minari_root(root: str | Path):
+    """Point minari at ``root`` (``MINARI_DATASETS_PATH``, which it reads at each call) for the block, then back."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def refuse_existing(root: str | Path, dataset_id: str) -> Path:
+    """Where dataset ``dataset_id`` goes under ``root``; a ValueError of one line if it exists (never overwritten)."""
+    final = Path(root) / check_dataset_id(dataset_id)
+    if final.exists():
+        raise ValueError(f"dataset {dataset_id!r} exists at {final}; allowed: a new version (-v<N+1>), datasets "
+                         "are never overwritten")
+    return final
 
 
 def next_dataset_id(root: Path, name: str) -> str:
@@ -148,20 +172,14 @@ def write_dataset(root: str | Path, dataset_id: str, recorder: Recorder, action_
     """
     import minari
 
-    check_dataset_id(dataset_id)
     root = Path(root)
-    final = root / dataset_id
-    if final.exists():
-        raise ValueError(f"dataset {dataset_id!r} exists at {final}; allowed: a new version (-v<N+1>), datasets "
-                         "are never overwritten")
+    final = refuse_existing(root, dataset_id)
     if not recorder.buffers:
         raise ValueError("no episode was recorded; allowed: episodes >= 1")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
-    previous = os.environ.get("MINARI_DATASETS_PATH")
     try:
-        os.environ["MINARI_DATASETS_PATH"] = str(staging)
-        with warnings.catch_warnings():  # minari's advice on unset optional fields (an author email, an eval env)
+        with minari_root(staging), warnings.catch_warnings():  # minari's advice on unset optional fields (an author email, an eval env)
             warnings.filterwarnings("ignore", category=UserWarning, module="minari")
             dataset = minari.create_dataset_from_buffers(
                 dataset_id, recorder.buffers, env=arena_spec(metadata.get("robot")), observation_space=observation_space(),
@@ -174,10 +192,6 @@ def write_dataset(root: str | Path, dataset_id: str, recorder: Recorder, action_
         if not namespace.exists() and (staging / NAMESPACE / "namespace_metadata.json").exists():
             os.replace(staging / NAMESPACE / "namespace_metadata.json", namespace)
     finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
         shutil.rmtree(staging, ignore_errors=True)
     return final
 
@@ -200,9 +214,7 @@ def collect(tasks: list, seeds: list[int], planner, policies, robot, root: str |
     from flexrl.bench.evaluate import evaluate
     from flexrl.envs.registration import make_arena
 
-    check_dataset_id(dataset_id)
-    if (Path(root) / dataset_id).exists():  # before any episode runs
-        raise ValueError(f"dataset {dataset_id!r} exists under {root}; allowed: a new version, datasets are never overwritten")
+    refuse_existing(root, dataset_id)  # before any episode runs
     recorder = Recorder()
     start = time.perf_counter()
     results = evaluate(tasks, seeds, planner, policies, n_envs=n_envs, encoder=encoder, robot=robot,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from flexrl.data.collect import check_dataset_id
+from flexrl.data.collect import check_dataset_id, minari_root
 from flexrl.data.features import DIM, NAMES
 from flexrl.data.policy import ConditionedPolicy, Projection
 from flexrl.runs.atomic import atomic_write, write_json
@@ -143,16 +142,8 @@ def load_transitions(root: str | Path, dataset_id: str) -> Transitions:
     if not (root / dataset_id / "data").is_dir():
         raise ValueError(f"no dataset {dataset_id!r} under {root}; record one with `flexrl collect` "
                          f"(datasets there: {', '.join(sorted(p.parent.name + '/' + p.name for p in root.glob('*/*') if p.is_dir())) or 'none'})")
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
-        dataset = minari.load_dataset(dataset_id)
-        episodes = list(dataset.iterate_episodes())
-    finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
+    with minari_root(root):
+        episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
     index: dict[str, int] = {}
     parts: dict[str, list] = {k: [] for k in ("states", "instructions", "actions", "rewards", "terminals", "timeouts", "episodes",
                                               "holds")}
@@ -180,10 +171,6 @@ def split(data: Transitions, val_share: float, seed: int) -> tuple[Transitions, 
     held = set(rng.choice(ids, size=max(1, round(len(ids) * val_share)), replace=False).tolist())
     mask = np.isin(data.episodes, list(held))
     return data.select(~mask), data.select(mask)
-
-
-def instruction_codes(policy: ConditionedPolicy, embeddings: np.ndarray) -> np.ndarray:
-    return policy.projection(embeddings)
 
 
 def validate(policy: ConditionedPolicy, val: Transitions, codes: np.ndarray) -> dict[str, float]:

@@ -28,9 +28,9 @@ from flexrl.envs.config import EnvConfig, RobotConfig
 from flexrl.envs.registration import make_arena
 from flexrl.llm.config import LLMConfig
 from flexrl.planners.config import PlannerConfig, build_planner
+from flexrl.planners.policy_planner import policies_for
 from flexrl.runs.atomic import write_json, write_text
 from flexrl.runs.run_dir import RunDir, new_run_id
-from flexrl.planners.policy_planner import policies_for
 from flexrl.skills.policies import PolicySet
 from flexrl.ui.live import LiveView, Pacer
 
