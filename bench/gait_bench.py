@@ -2,7 +2,10 @@
 sideways drift <= 0.2 m/s, a stopped body within 0.2 m, no falls, over seeded episodes of the exported gait
 (the numpy policy the arena runs, not the training model).
 
-    python bench/gait_bench.py [--gait DIR] [--episodes 108] [--steps 200] [--seed 50000]
+    python bench/gait_bench.py [--gait DIR] [--episodes 108] [--steps 200] [--seed 50000] [--ball-every 40]
+
+``--ball-every N`` also rolls the arena's ball at each body every N steps, or leaves it on its path (the
+way a chasing or followed ball meets the legs in the arena; ``GaitTask.ball_every``): falls under ball contact.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=108, help="bodies: 8 headings and stop, evenly")
     p.add_argument("--steps", type=int, default=200, help="control steps per episode (20 per second)")
     p.add_argument("--seed", type=int, default=50_000)
+    p.add_argument("--ball-every", type=int, default=0, help="steps between balls per body (0: none)")
     args = p.parse_args()
     gait = GaitPolicy.load(args.gait)
-    r = evaluate_gait(gait.act, episodes=args.episodes, steps=args.steps, seed=args.seed)
-    print(f"gait {args.gait or 'shipped'}: {r.episodes} episodes of {args.steps} steps, seed {args.seed}")
+    r = evaluate_gait(gait.act, episodes=args.episodes, steps=args.steps, seed=args.seed, ball_every=args.ball_every)
+    balls = f", a ball every {args.ball_every} steps" if args.ball_every else ""
+    print(f"gait {args.gait or 'shipped'}: {r.episodes} episodes of {args.steps} steps, seed {args.seed}{balls}")
     print("| heading | along (m/s) | drift (m/s) |\n|---|---|---|")
     for name, a, d in zip(NAMES, r.along, r.drift):
         print(f"| {name} | {a:.2f} | {d:.2f} |")

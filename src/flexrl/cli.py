@@ -65,7 +65,7 @@ def _train(cfg) -> float:
         run.reopen(_command("train"))
     else:
         settings = OmegaConf.to_object(cfg)
-        check_body(settings.skill.family, settings.robot, settings.parent)  # before the run directory exists
+        check_body(settings.skill.family, settings.robot)  # before the run directory exists
         if settings.parent:
             parent_policy(settings.parent, settings.skill.family)
         run = _create_run(settings.experiment, kind="train", parent=_parent_id(settings.parent), family=settings.skill.family)

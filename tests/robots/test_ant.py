@@ -226,3 +226,36 @@ def test_a_fall_is_a_failure_and_counted(monkeypatch):
     monkeypatch.setattr(Ant, "fallen", lambda self, data: True)
     result = evaluate_skill(PolicySet.load(), "move", episodes=3, robot="ant")
     assert result.falls == 3 and result.successes == 0 and result.mean_steps == 1
+
+
+def test_balls_meet_every_body_from_close_by_and_the_ones_rolled_at_it_roll_towards_it():
+    env = GaitVecEnv(64, seed=1, task=GaitTask(ball_every=1, ball_speed=1.0))
+    env.reset()
+    env.step(np.zeros((64, 8)))  # every body's countdown reaches 0 within its first step: each gets a ball
+    ball = env.model.joint("ball")
+    q, v = env.model.jnt_qposadr[ball.id], env.model.jnt_dofadr[ball.id]
+    offset = env.qpos[:, q : q + 2] - env.positions()
+    distance = np.linalg.norm(offset, axis=1)
+    assert np.all((distance > 0.9) & (distance < 2.2)), distance
+    assert np.allclose(env.qpos[:, q + 2], env.spec.ball_radius) and env.spec.ball_radius == pytest.approx(0.3)
+    closing = -np.sum(env.qvel[:, v : v + 2] * offset, axis=1) / distance  # speed towards the body
+    assert np.sum(closing > 0.15) >= 16 and np.all(np.linalg.norm(env.qvel[:, v : v + 2], axis=1) <= 1.0 + 1e-9)
+
+
+def test_without_balls_the_ball_stays_parked_far_away():
+    env = GaitVecEnv(4, seed=1, task=GaitTask(episode_steps=30))
+    env.reset()
+    for _ in range(5):
+        env.step(np.zeros((4, 8)))
+    ball = env.model.joint("ball")
+    assert np.all(env.qpos[:, env.model.jnt_qposadr[ball.id]] > 100)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("ball_every", -1, "gait.ball_every=-1; allowed: an integer >= 0 (0: no ball)"),
+    ("ball_speed", 0.0, "gait.ball_speed=0.0; allowed: a number in (0, 3] m/s"),
+])
+def test_a_bad_ball_setting_is_one_line(field, value, message):
+    with pytest.raises(ValueError) as err:
+        GaitTask(**{field: value})
+    assert str(err.value) == message

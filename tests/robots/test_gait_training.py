@@ -63,3 +63,44 @@ def test_the_shipped_gait_walks_where_it_is_told_and_stops():
     assert result.falls <= 1 and result.stop_travel <= 0.2
     # Means over 3 bodies per heading: 14-19% of bodies stall instead of walking (docs/robots.md).
     assert sum(a >= 0.5 for a in result.along) >= HEADINGS - 1 and max(result.drift) <= 0.2, (result.along, result.drift)
+
+
+def test_a_fine_tune_starts_from_the_parent_gait_exactly():
+    """The parent's actor and observation statistics go into the new model: it acts as the parent did."""
+    from flexrl.robots.gait_training import load_parent_gait, make_gait_model, model_actor
+    from flexrl.skills.train import PPOConfig
+
+    parent = GaitPolicy.load()
+    model = make_gait_model(PPOConfig(n_envs=4, n_steps=64, batch_size=256, net_arch=[128, 128]))
+    obs = model.get_env().venv.reset()
+    assert not np.allclose(model_actor(model)(obs), parent.act(obs), atol=1e-3)
+    load_parent_gait(model, parent)
+    assert np.allclose(model_actor(model)(obs), parent.act(obs), atol=1e-4)
+    with pytest.raises(ValueError, match=r"parent gait layers .* do not fit ppo.net_arch"):
+        load_parent_gait(make_gait_model(PPOConfig(n_envs=4, n_steps=64, batch_size=256, net_arch=[64, 64])), parent)
+
+
+def test_a_parent_without_a_gait_is_one_line_before_any_run(tmp_path):
+    parent = tmp_path / "parent"
+    (parent / "checkpoints").mkdir(parents=True)
+    out = _flexrl("train", "skill=locomotion", "robot=ant", f"parent={parent}", f"experiment.workspace={tmp_path / 'ws'}")
+    assert out.returncode == 2, out.stderr[-1000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(f"flexrl train: parent={str(parent)!r}: ") and "holds no gait checkpoint" in out.stderr
+    assert not list((tmp_path / "ws").rglob("meta.json"))
+
+
+def test_a_fine_tune_holds_the_parent_actor_still_while_its_fresh_critic_warms_up(tmp_path):
+    """A run shorter than the critic's warm-up exports the parent's actor unchanged, with the parent's log std."""
+    from flexrl.robots.gait import SHIPPED
+
+    parent = tmp_path / "parent"
+    (parent / "checkpoints").mkdir(parents=True)
+    (parent / "checkpoints" / "gait").symlink_to(SHIPPED)
+    out = _flexrl("train", "skill=locomotion", "robot=ant", f"parent={parent}", "gait.ball_every=20", "skill.total_steps=2048",
+                  "ppo.n_envs=16", "ppo.n_steps=64", "ppo.batch_size=256", "ppo.eval_every=0", "skill.eval_episodes=9",
+                  f"experiment.workspace={tmp_path / 'ws'}", "tracking.progress=false")
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = (tmp_path / "ws" / "default").iterdir()
+    child, shipped = GaitPolicy.load(run / "checkpoints" / "gait"), GaitPolicy.load()
+    assert all(np.array_equal(a, b) for pair in zip(child.weights, shipped.weights) for a, b in zip(*pair))
+    assert child.meta["log_std"] == pytest.approx(-1.3) and child.meta["task"]["ball_every"] == 20

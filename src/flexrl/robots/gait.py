@@ -152,5 +152,6 @@ def export_gait(policy, obs_mean: np.ndarray, obs_var: np.ndarray, clip_obs: flo
     atomic_write(out / "gait.safetensors", lambda tmp: save_file(tensors, tmp))
     write_json(out / "gait.json", {"format": FORMAT, "layers": len(linears), "activation": "tanh",
                                    "obs_dim": OBS_DIM, "obs_mean": np.asarray(obs_mean).tolist(),
-                                   "obs_var": np.asarray(obs_var).tolist(), "clip_obs": float(clip_obs), **info})
+                                   "obs_var": np.asarray(obs_var).tolist(), "clip_obs": float(clip_obs),
+                                   "log_std": float(policy.log_std.detach().mean()), **info})
     return out

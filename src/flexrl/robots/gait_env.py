@@ -6,7 +6,11 @@ in numpy: no Python loop per body or per physics step. The bodies are the arena'
 and physics options as in the arena), on the arena's floor made large and with the ball parked far away.
 
 Commands are world-frame planar velocities of any direction and a speed up to the robot's top speed (some
-are "stop"), redrawn within an episode at a random phase per body, shown to the policy in the torso's frame. The reward tracks the command (the legged-locomotion recipe):
+are "stop"), redrawn within an episode at a random phase per body, shown to the policy in the torso's frame. With ``ball_every`` set, each body also meets the arena's ball
+(its size and mass for this robot) every so many steps: rolled at it from any side, or lying or rolling
+slowly across its path, as in the arena where a chasing ball runs into the legs and a followed ball is
+stepped on. The gait does not see the ball: it learns to keep its feet when it is hit. The reward tracks
+the command (the legged-locomotion recipe):
 ``w_track * exp(-|v - v_cmd|^2 / sigma) + w_progress * (v . v_cmd/|v_cmd|, capped at |v_cmd|) + alive
 - w_ctrl * |a|^2``, floored at 0 so that falling (which ends the episode) never pays.
 """
@@ -23,12 +27,15 @@ from gymnasium import spaces
 from mujoco import rollout
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from flexrl.envs.arena_model import ArenaSpec, arena_xml
+import dataclasses
+
+from flexrl.envs.arena_env import scaled_spec
+from flexrl.envs.arena_model import arena_xml
 from flexrl.robots.ant import Ant
 from flexrl.robots.gait import OBS_DIM, body_commands, headings, observations
 
 
-@dataclass(frozen=True)
+@dataclass
 class GaitTask:
     """Commands, reward and episode settings of gait training.
 
@@ -44,6 +51,8 @@ class GaitTask:
         alive: reward per step upright.
         w_ctrl: weight of the control cost.
         frame_skip: physics steps per control step (0.01 s * 5 = 20 Hz, as in the arena).
+        ball_every: steps between a body's balls (each body's first after a random share of it); 0: no ball.
+        ball_speed: top speed of a ball rolled at a body (m/s); drawn uniformly from a fifth of it up.
     """
 
     max_speed: float = 1.0
@@ -56,6 +65,14 @@ class GaitTask:
     alive: float = 0.05
     w_ctrl: float = 0.05
     frame_skip: int = 5
+    ball_every: int = 0
+    ball_speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ball_every, int) or isinstance(self.ball_every, bool) or self.ball_every < 0:
+            raise ValueError(f"gait.ball_every={self.ball_every!r}; allowed: an integer >= 0 (0: no ball)")
+        if not isinstance(self.ball_speed, (int, float)) or not 0 < self.ball_speed <= 3:
+            raise ValueError(f"gait.ball_speed={self.ball_speed!r}; allowed: a number in (0, 3] m/s")
 
 
 class GaitVecEnv(VecEnv):
@@ -76,13 +93,15 @@ class GaitVecEnv(VecEnv):
 
     render_mode = None
 
-    def __init__(self, n_envs: int = 64, seed: int = 0, task: GaitTask = GaitTask(), threads: int = 1,
+    def __init__(self, n_envs: int = 64, seed: int = 0, task: GaitTask | None = None, threads: int = 1,
                  batched: bool = True, robot: Ant | None = None) -> None:
         self.batched = batched
         self.robot = robot or Ant()
-        self.model = mujoco.MjModel.from_xml_string(arena_xml(ArenaSpec(half_size=200.0), self.robot.parts()))
+        self.spec = dataclasses.replace(scaled_spec(self.robot.arena_scale), half_size=200.0)
+        self.model = mujoco.MjModel.from_xml_string(arena_xml(self.spec, self.robot.parts()))
         self.robot.bind(self.model)
-        self.task = task
+        self.task = task or GaitTask()
+        task = self.task
         self.datas = [mujoco.MjData(self.model) for _ in range(max(1, threads))]
         self.spec_state = mujoco.mjtState.mjSTATE_FULLPHYSICS
         self.nstate = mujoco.mj_stateSize(self.model, self.spec_state)
@@ -91,6 +110,8 @@ class GaitVecEnv(VecEnv):
         self._qvel = slice(1 + nq, 1 + nq + nv)
         ball = self.model.joint("ball")
         self._ball_q = int(self.model.jnt_qposadr[ball.id])
+        self._ball_v = int(self.model.jnt_dofadr[ball.id])
+        self.ball_countdown = np.zeros(n_envs, dtype=np.int64)
         self.state = np.zeros((n_envs, self.nstate))
         self.commands = np.zeros((n_envs, 2))
         self.steps = np.zeros(n_envs, dtype=np.int64)
@@ -107,7 +128,7 @@ class GaitVecEnv(VecEnv):
     # ------------------------------------------------------------------ state
     def _initial_state(self) -> np.ndarray:
         data = mujoco.MjData(self.model)
-        data.qpos[self._ball_q : self._ball_q + 3] = [150.0, 150.0, 0.12]  # far from every body
+        data.qpos[self._ball_q : self._ball_q + 3] = [150.0, 150.0, self.spec.ball_radius]  # far from every body
         data.qpos[self._ball_q + 3] = 1.0
         self.robot.place(data, np.zeros(2), None, 0.0)
         mujoco.mj_forward(self.model, data)
@@ -131,6 +152,33 @@ class GaitVecEnv(VecEnv):
         self.returns[idx] = 0.0
         self._draw_commands(idx)
         self.countdown[idx] = self.rng.integers(1, self.task.resample + 1, idx.size)  # a random phase per body
+        if self.task.ball_every:
+            self.ball_countdown[idx] = self.rng.integers(1, self.task.ball_every + 1, idx.size)
+
+    def _launch_balls(self, idx: np.ndarray) -> None:
+        """Put each body's ball near it: half rolled straight at it from 1.2-2 m, half lying or rolling slowly
+        1-2 m ahead on its commanded path (a stopped body's path points anywhere)."""
+        if idx.size == 0:
+            return
+        n, rng, r = idx.size, self.rng, self.robot
+        torso = self.state[idx][:, self._qpos][:, r.root_q : r.root_q + 2]
+        bearing = rng.uniform(-np.pi, np.pi, n)
+        toward = np.stack([np.cos(bearing), np.sin(bearing)], 1)
+        cmd = self.commands[idx]
+        speed = np.linalg.norm(cmd, axis=1, keepdims=True)
+        path = np.where(speed > 0, cmd / np.maximum(speed, 1e-9), toward)
+        aimed = rng.random(n) < 0.5
+        across = np.stack([-path[:, 1], path[:, 0]], 1) * rng.uniform(-0.4, 0.4, (n, 1))
+        offset = np.where(aimed[:, None], toward * rng.uniform(1.2, 2.0, (n, 1)), path * rng.uniform(1.0, 2.0, (n, 1)) + across)
+        drift = rng.uniform(-np.pi, np.pi, n)
+        velocity = np.where(aimed[:, None], -toward * rng.uniform(0.2, 1.0, (n, 1)) * self.task.ball_speed,
+                            np.stack([np.cos(drift), np.sin(drift)], 1) * rng.uniform(0.0, 0.3, (n, 1)))
+        q, v = 1 + self._ball_q, 1 + self.model.nq + self._ball_v
+        self.state[idx, q : q + 2] = torso + offset
+        self.state[idx, q + 2] = self.spec.ball_radius
+        self.state[idx, q + 3 : q + 7] = [1.0, 0.0, 0.0, 0.0]
+        self.state[idx, v : v + 6] = 0.0
+        self.state[idx, v : v + 2] = velocity
 
     def _draw_commands(self, idx: np.ndarray) -> None:
         t = self.task
@@ -226,6 +274,11 @@ class GaitVecEnv(VecEnv):
         resample = (self.countdown <= 0) & ~fell & ~cut
         self._draw_commands(np.flatnonzero(resample))
         self.countdown[resample] = t.resample
+        if t.ball_every:
+            self.ball_countdown -= 1
+            launch = (self.ball_countdown <= 0) & ~fell & ~cut
+            self._launch_balls(np.flatnonzero(launch))
+            self.ball_countdown[launch] = t.ball_every
         obs = self._obs()
         done = fell | cut
         infos: list[dict[str, Any]] = [{"reward_terms": {**{k: float(v[i]) for k, v in terms.items()}, "floor": float(floor[i])}}
@@ -271,7 +324,7 @@ class GaitGymEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, seed: int = 0, task: GaitTask = GaitTask()) -> None:
+    def __init__(self, seed: int = 0, task: GaitTask | None = None) -> None:
         self._vec = GaitVecEnv(1, seed=seed, task=task, batched=False)
         self.observation_space, self.action_space = self._vec.observation_space, self._vec.action_space
 

@@ -32,18 +32,54 @@ START_BAR = 0.05
 every start to walk, which the per-heading means do not show."""
 
 
-def make_gait_model(ppo, robot=None, tensorboard_dir: str | Path | None = None, threads: int = 1):
-    """A fresh PPO model on a normalised batched gait env of ``robot`` (None: the Ant) with ``ppo``'s settings."""
+def make_gait_model(ppo, robot=None, tensorboard_dir: str | Path | None = None, threads: int = 1,
+                    task: GaitTask | None = None):
+    """A fresh PPO model on a normalised batched gait env of ``robot`` (None: the Ant) with ``ppo``'s settings
+    and ``task``'s commands, reward and balls (None: the defaults)."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
     torch.set_num_threads(ppo.threads)
-    env = VecNormalize(GaitVecEnv(ppo.n_envs, seed=ppo.seed, threads=threads, robot=robot), gamma=ppo.gamma)
+    env = VecNormalize(GaitVecEnv(ppo.n_envs, seed=ppo.seed, threads=threads, robot=robot, task=task), gamma=ppo.gamma)
     return PPO("MlpPolicy", env, n_steps=ppo.n_steps, batch_size=ppo.batch_size, n_epochs=ppo.n_epochs,
                learning_rate=ppo.learning_rate, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda, ent_coef=ppo.ent_coef,
                policy_kwargs={"net_arch": list(ppo.net_arch), "log_std_init": -0.5}, seed=ppo.seed, device="cpu",
                verbose=0, tensorboard_log=str(tensorboard_dir) if tensorboard_dir else None)
+
+
+PARENT_OBS_COUNT = 1e6
+"""Weight of a parent gait's observation statistics in a fine-tune: they move slowly, so the actor's inputs
+do not shift under it while the new task's observations come in."""
+PARENT_LOG_STD = -1.3
+"""Exploration of a fine-tune whose parent gait did not record its own (the shipped gait ended its training
+at -1.07 to -1.44 per motor; a fresh run starts at -0.5, which shook the parent's walking apart)."""
+
+
+def load_parent_gait(model, gait) -> None:
+    """Start a gait model from a trained gait (:class:`~flexrl.robots.gait.GaitPolicy`, weights-only): its
+    actor layers and observation statistics. The value network starts fresh (the export holds the actor
+    only) and the return statistics are the new env's own.
+
+    Raises:
+        ValueError: one line when the gait's layers do not fit the model's ``net_arch``.
+    """
+    import torch
+
+    policy = model.policy
+    linears = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
+    shapes = [tuple(w.shape) for w, _ in gait.weights]
+    if shapes != [tuple(layer.weight.shape) for layer in linears]:
+        raise ValueError(f"parent gait layers {shapes} do not fit ppo.net_arch (layers "
+                         f"{[tuple(layer.weight.shape) for layer in linears]}); allowed: the parent's net_arch")
+    with torch.no_grad():
+        for layer, (w, b) in zip(linears, gait.weights):
+            layer.weight.copy_(torch.as_tensor(w))
+            layer.bias.copy_(torch.as_tensor(b))
+        policy.log_std.fill_(float(gait.meta.get("log_std", PARENT_LOG_STD)))
+    env = model.get_env()
+    env.obs_rms.mean, env.obs_rms.var = gait.obs_mean.astype(np.float64), gait.obs_var.astype(np.float64)
+    env.obs_rms.count = PARENT_OBS_COUNT
 
 
 def normaliser_state(model) -> dict[str, Any]:
@@ -91,11 +127,13 @@ class GaitEval:
                 "stop": float(self.stop_travel <= STOP_BAR), "upright": 1.0 - self.falls / max(1, self.episodes)}
 
 
-def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000, speed: float = 1.0) -> GaitEval:
+def evaluate_gait(act, episodes: int = 40, steps: int = 200, seed: int = 10_000, speed: float = 1.0,
+                  ball_every: int = 0) -> GaitEval:
     """Run ``act`` (raw gait observations (n, d) -> motor commands (n, 8)) on ``episodes`` bodies: most walk in
-    one of eight headings at ``speed``, a ninth of them (at least one) stop."""
+    one of eight headings at ``speed``, a ninth of them (at least one) stop; with ``ball_every``, each meets
+    a ball that often (:class:`~flexrl.robots.gait_env.GaitTask`)."""
     n = max(episodes, HEADINGS + 1)
-    env = GaitVecEnv(n, seed=seed, task=GaitTask(resample=10**9, episode_steps=10**9))
+    env = GaitVecEnv(n, seed=seed, task=GaitTask(resample=10**9, episode_steps=10**9, ball_every=ball_every))
     obs = env.reset()
     kind = np.arange(n) % (HEADINGS + 1)  # 0..7 headings, 8 stop
     angle = kind * 2 * np.pi / HEADINGS

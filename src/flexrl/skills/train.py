@@ -226,8 +226,9 @@ class RewardTermsCallback(BaseCallback):
         self.sums, self.count = {}, 0
 
 
-def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | Path | None = None) -> PPO:
-    """A fresh PPO model of ``family`` on its vectorised training env holding ``robot`` (None: the orb)."""
+def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | Path | None = None, gait=None) -> PPO:
+    """A fresh PPO model of ``family`` on its vectorised training env holding ``robot`` (None: the orb);
+    ``gait`` is the gait's training task (:class:`~flexrl.robots.gait_env.GaitTask`, locomotion only)."""
     if family not in TRAINABLE:
         raise ValueError(f"unknown skill family {family!r}; allowed: {', '.join(TRAINABLE)}")
     cfg.validate()
@@ -236,7 +237,7 @@ def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | P
         from flexrl.robots import make_robot
         from flexrl.robots.gait_training import make_gait_model
 
-        return make_gait_model(cfg, make_robot(robot), tensorboard_dir)
+        return make_gait_model(cfg, make_robot(robot), tensorboard_dir, task=gait)
     torch.set_num_threads(cfg.threads)
     env = make_vec_env(ENV_IDS[family], n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=DummyVecEnv,
                        env_kwargs={"robot": robot} if robot is not None else None)
@@ -248,9 +249,9 @@ def make_model(family: str, cfg: PPOConfig, robot=None, tensorboard_dir: str | P
     )
 
 
-def check_body(family: str, robot, parent: str | None = None) -> None:
+def check_body(family: str, robot) -> None:
     """Refuse, in one line, a family the robot cannot train (a gait for a body without legs; a skill policy
-    for a legged body without its gait) and fine-tuning a gait from a parent.
+    for a legged body without its gait).
 
     Raises:
         ValueError, FileNotFoundError: naming the family, the robot and what is allowed.
@@ -264,8 +265,6 @@ def check_body(family: str, robot, parent: str | None = None) -> None:
                          f"allowed: {', '.join(f'robot={name}' for name in legged)}")
     if family != LOCOMOTION:
         body.check()  # a legged body trains skills on top of its gait: it must have one
-    if family == LOCOMOTION and parent:
-        raise ValueError(f"parent={parent!r} with skill=locomotion: a gait trains from scratch; allowed: no parent")
 
 
 def train_family(family: str, cfg: PPOConfig, out_dir: str | Path, tensorboard_dir: str | Path | None = None) -> TrainResult:

@@ -22,6 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from tqdm import tqdm
 
 from flexrl.envs.config import RobotConfig
+from flexrl.robots.gait_env import GaitTask
 from flexrl.runs.atomic import remove_temporaries, write_json
 from flexrl.runs.config import ExperimentConfig, TrackingConfig
 from flexrl.runs.run_dir import RunDir
@@ -47,7 +48,9 @@ class TrainingRunConfig:
         experiment: name, workspace, seed.
         tracking: TensorBoard, MLflow, progress bars.
         checkpoint_every: environment steps between checkpoints (0: only at the end and on interrupt).
-        parent: a training run directory whose final policy initialises this one (fine-tuning).
+        parent: a training run directory whose final policy initialises this one (fine-tuning; a gait's
+            actor and observation statistics, for locomotion).
+        gait: the gait's training task (commands, reward, balls; locomotion only).
         time_weight: objective = lowest skill success - time_weight * wall minutes (what sweeps optimise).
     """
 
@@ -58,6 +61,7 @@ class TrainingRunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     checkpoint_every: int = 20_480
     parent: Optional[str] = None
+    gait: GaitTask = field(default_factory=GaitTask)
     time_weight: float = 0.05
 
     def __post_init__(self) -> None:
@@ -87,6 +91,36 @@ class _CheckpointCallback(BaseCallback):
         if self.every and self.num_timesteps - self.last >= self.every:
             self.last = self.num_timesteps
             self.save()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+CRITIC_WARMUP = 131_072
+"""Env steps a gait fine-tune trains only its fresh value network, the parent's actor held still: advantages
+from an untrained critic made the first updates unlearn walking (walk 62%, start 0% after 262k steps)."""
+
+
+class _CriticWarmup(BaseCallback):
+    """Keeps the actor (its layers and log std) still for the first ``steps`` env steps: a fine-tune from a
+    weights-only parent has a trained actor and a fresh critic, which must learn first."""
+
+    def __init__(self, steps: int = CRITIC_WARMUP) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _set(self, trainable: bool) -> None:
+        policy = self.model.policy
+        for param in [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters(), policy.log_std]:
+            param.requires_grad_(trainable)
+
+    def _on_training_start(self) -> None:
+        self.until = self.num_timesteps + self.steps
+        self._set(False)
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self.until:
+            self._set(True)
 
     def _on_step(self) -> bool:
         return True
@@ -131,7 +165,7 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
         remove_temporaries(run.path)  # what writes killed mid-way left behind (checkpoints/ is cleaned below)
     saved = load_resume_state(ckpt_dir, signing_key, run.meta.get("id", run.path.name)) if resume else None
     parent = parent_policy(cfg.parent, family) if cfg.parent and saved is None else None
-    model = make_model(family, ppo, cfg.robot, tb_dir)
+    model = make_model(family, ppo, cfg.robot, tb_dir, gait=cfg.gait)
     state: dict[str, Any] = {}
     if saved is not None:
         data, state = saved
@@ -143,6 +177,13 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
             restore_normaliser(model, state["normaliser"])
         run.meta["resumed_from_step"] = int(model.num_timesteps)
         run.save_meta()
+    elif parent is not None and family == LOCOMOTION:
+        from flexrl.robots.gait_training import load_parent_gait
+
+        try:
+            load_parent_gait(model, parent)
+        except ValueError as err:
+            raise CheckpointError(f"parent={cfg.parent!r}: {err}") from None
     elif parent is not None:
         try:
             model.policy.load_state_dict(parent.state_dict(), strict=True)
@@ -150,7 +191,8 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
             raise CheckpointError(f"parent={cfg.parent!r}: its {family} policy has another network shape than "
                                   f"ppo.net_arch={list(ppo.net_arch)}") from None
 
-    params = {"family": family, **{f"ppo.{k}": v for k, v in asdict(ppo).items()}, "seed": ppo.seed}
+    params = {"family": family, **{f"ppo.{k}": v for k, v in asdict(ppo).items()}, "seed": ppo.seed,
+              **({f"gait.{k}": v for k, v in asdict(cfg.gait).items()} if family == LOCOMOTION else {})}
     tracker = Tracker(run, cfg.tracking, workspace, params)
     tracker.truncate(int(model.num_timesteps))  # evaluations after the resumed checkpoint are trained again
     evals = SuccessEvalCallback(family, ppo, wall_offset=float(state.get("wall_seconds", 0.0)), robot=cfg.robot)
@@ -164,6 +206,8 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
 
     saver = _CheckpointCallback(cfg.checkpoint_every, checkpoint)
     callbacks = [evals, RewardTermsCallback(), saver]
+    if parent is not None and family == LOCOMOTION:  # a fresh critic under a trained actor: it learns first
+        callbacks.append(_CriticWarmup())
     if cfg.tracking.progress:
         callbacks.append(_ProgressCallback(ppo.total_steps, f"train {family}"))
     status = "failed"
@@ -185,7 +229,8 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
                    "success": final["success"], "success_min": success_min,
                    "objective": round(success_min - cfg.time_weight * wall / 60.0, 4)}
         info = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2), "run": run.meta["id"],
-                "success_at_last_eval": final["success"], "ppo": asdict(ppo)}
+                "success_at_last_eval": final["success"], "ppo": asdict(ppo),
+                **({"task": asdict(cfg.gait), "parent": cfg.parent} if family == LOCOMOTION else {})}
         if family == LOCOMOTION:
             from flexrl.robots.gait_training import export_model
 
@@ -238,6 +283,13 @@ def parent_policy(parent: str, family: str):
         FileNotFoundError, CheckpointError: one line naming the missing or malformed policy.
     """
     where = Path(parent) / "checkpoints"
+    if family == LOCOMOTION:
+        from flexrl.robots.gait import GaitPolicy
+
+        try:
+            return GaitPolicy.load(where / "gait")
+        except (FileNotFoundError, ValueError) as err:
+            raise CheckpointError(f"parent={parent!r}: {str(err).replace('robot.gait=', '')}") from None
     if not (where / f"{family}.safetensors").is_file():
         raise FileNotFoundError(f"parent={parent!r} has no final {family} policy at {where / family}.safetensors")
     return load_policy(where, family)
