@@ -97,3 +97,35 @@ def test_candidate_calls_are_all_valid(world):
     assert len(calls) == len(set(calls)) >= 15
     for call in calls:
         start_skill(call, world)
+
+
+def _braking_world(agent_vel=(0.0, 0.0), ball=(2.0, 0.0)):
+    """An ant-like world: touching at 0.92 m, braking 0.8 s ahead, the ball east of the agent."""
+    import dataclasses
+
+    from flexrl.envs.world import BodyState, SkillScale
+
+    env = ArenaEnv()
+    env.reset(seed=0, options={"agent": (0.0, 0.0), "ball": (1.0, 0.0)})
+    base = env.world_state()
+    return dataclasses.replace(base, agent=BodyState(np.zeros(2), np.array(agent_vel, dtype=float)),
+                               ball=BodyState(np.array(ball, dtype=float), np.zeros(2)), touch_distance=0.92,
+                               scale=SkillScale(length=2.5, brake=0.8))
+
+
+def test_a_braking_body_stops_walking_into_the_ball_but_may_still_touch_it_when_told_to():
+    east, north_east = np.array([1.0, 0.0]), np.array([0.7, 0.7])
+    far = _braking_world(agent_vel=(0.2, 0.0), ball=(3.0, 0.0))
+    near = _braking_world(agent_vel=(1.0, 0.0), ball=(1.5, 0.0))  # touches in 0.58 s at 1 m/s: brake
+    follow = start_skill(SkillCall("follow", ("ball",)), near)
+    assert np.array_equal(follow.shield(far, east), east)  # touching is 2 s away: as the policy says
+    assert np.allclose(follow.shield(near, east), [0.0, 0.0])  # no part towards the ball
+    assert np.allclose(follow.shield(near, north_east), [0.0, 0.7])  # the part across it is kept
+    assert np.allclose(follow.shield(near, -east), -east)  # backing away is never braked
+    touch = start_skill(SkillCall("go_to", ("ball",)), near)
+    assert np.array_equal(touch.shield(near, east), east)  # touching the ball is the goal
+
+
+def test_the_orb_never_brakes(world):
+    follow = start_skill(SkillCall("follow", ("ball",)), world)
+    assert world.scale.brake == 0 and np.array_equal(follow.shield(world, np.array([1.0, 1.0])), [1.0, 1.0])

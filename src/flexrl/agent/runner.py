@@ -277,7 +277,7 @@ class AgentRunner:
                     self.log.emit("reaction", step, **rec)
                 redecide = None
             action = yield ActionRequest(active.policy, active.policy_input(world))
-            _, _, terminated, _, info = self.env.step(action)
+            _, _, terminated, _, info = self.env.step(active.shield(world, action))
             world = self.world = self.env.world_state()
             self.trajectory.append(world)
             for seg in self.segments[-1:]:

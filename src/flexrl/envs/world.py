@@ -50,6 +50,10 @@ class SkillScale:
             the ball; a legged body keeps its feet off it (stepping on the ball tips it over).
         stands: whether the body holds still by itself when given no push (a legged gait's stand): then
             ``stop``, ``done`` and ``cannot`` push it none, instead of steering it back to where it stopped.
+        brake: seconds ahead a body brakes before the ball: every skill but touching the ball drops the part
+            of its action that walks towards the ball when, at the speed they close, body and ball would
+            touch within this time (or are within a margin of touching). 0: never (the orb may push the
+            ball); a legged body walking into the ball tips over.
     """
 
     length: float = 1.0
@@ -58,6 +62,7 @@ class SkillScale:
     wall: float = 0.2
     standoff: float = 0.0
     stands: bool = False
+    brake: float = 0.0
 
 
 @dataclass(frozen=True)

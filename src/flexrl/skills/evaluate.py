@@ -63,8 +63,7 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
             obs = np.stack([active[i].policy_input(envs[i].world_state()) for i in group])
             actions.update(zip(group, policies.act(family, obs)))
         for i in live:
-            a = actions[i]
-            _, _, terminated, _, _ = envs[i].step(a)
+            _, _, terminated, _, _ = envs[i].step(active[i].shield(envs[i].world_state(), actions[i]))
             status[i] = active[i].update(envs[i].world_state())
             steps[i] += 1
             if terminated:

@@ -94,6 +94,28 @@ def parse_target(arg: str, world: WorldState) -> str | np.ndarray:
     raise ValueError(f"unknown target {arg!r}; allowed: {', '.join(world.object_names)} or a point (x, y)")
 
 
+BRAKE_MARGIN = 0.06
+"""A braking body also brakes within this many metres (times its ``length`` scale) of touching the ball."""
+
+
+def brake_before_ball(world: WorldState, action: np.ndarray) -> np.ndarray:
+    """``action`` without its part towards the ball when body and ball, closing at their relative speed, would
+    touch within ``world.scale.brake`` seconds or are within :data:`BRAKE_MARGIN` of touching; else as it is.
+
+    The learned policies steer the Ant's gait like the orb, which may push the ball; the Ant walking into the
+    ball is lifted over by it (docs/robots.md), so its skills brake the way a driver does before an obstacle.
+    """
+    offset = world.agent.pos - world.ball.pos
+    distance = float(np.linalg.norm(offset))
+    away = offset / distance if distance > 1e-6 else np.array([1.0, 0.0])
+    closing = max(0.0, -float((world.agent.vel - world.ball.vel) @ away))
+    gap = distance - world.touch_distance
+    if gap > closing * world.scale.brake + BRAKE_MARGIN * world.scale.length:
+        return action
+    a = np.asarray(action, dtype=float)
+    return a - min(0.0, float(a @ away)) * away
+
+
 @dataclass
 class ActiveSkill:
     """A running skill: the goal it tracks, its policy family and its ending rule."""
@@ -112,6 +134,16 @@ class ActiveSkill:
         """The observation of this skill's policy family."""
         pos, vel = self.goal(world)
         return avoid_obs(world, pos, vel) if self.policy == "avoid" else reach_obs(world, pos, vel)
+
+    def shield(self, world: WorldState, action: np.ndarray) -> np.ndarray:
+        """The action the body is given for its policy's ``action``: braked before the ball
+        (:func:`brake_before_ball`) on a body that brakes, unless the skill's goal is to touch it."""
+        return brake_before_ball(world, action) if world.scale.brake and not self.seeks_ball else action
+
+    @property
+    def seeks_ball(self) -> bool:
+        """Whether the skill's goal is to touch the ball."""
+        return False
 
     def update(self, world: WorldState) -> Status:
         """Record one step taken and say whether the skill has ended."""
@@ -168,6 +200,10 @@ class ReachObjectSkill(ActiveSkill):
 
     def goal(self, world):
         return world.position_of(self.target), world.velocity_of(self.target)
+
+    @property
+    def seeks_ball(self) -> bool:
+        return self.target == "ball"
 
     def _succeeded(self, world):
         return float(np.linalg.norm(world.agent.pos - world.position_of(self.target))) <= self.radius
