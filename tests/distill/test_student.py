@@ -9,6 +9,7 @@ import torch
 from flexrl.distill.data import arena_calls, generate
 from flexrl.distill.student import LoraConfig, Student, batches
 from flexrl.llm.adapters import read_card
+from flexrl.planners import menu_prompt
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_and_export_round_trip(studen
 
     out = student.export(tmp_path / "adapter", {"metrics": {"val_agreement": 0.5}})
     card = read_card(out)
-    assert card.prompt == "menu/1" and card.info["metrics"] == {"val_agreement": 0.5}
+    assert card.prompt == menu_prompt.FORMAT and card.info["metrics"] == {"val_agreement": 0.5}
     assert json.loads((out / "adapter_config.json").read_text())["r"] == student.config.rank
     assert sorted(p.name for p in out.iterdir()) == ["adapter.json", "adapter_config.json", "adapter_model.safetensors"]
 

@@ -28,11 +28,21 @@ def test_the_prompt_lists_every_call_under_a_letter_and_only_the_current_instruc
     assert p.text.startswith("Calls: A move(north), B move(north_east),")
     assert "Y done, Z cannot.\n" in p.text
     assert "Instruction: touch the red pad, then the blue pad\n" in p.text
-    assert "Done: go_to(red_pad) reached.\n" in p.text
+    red = p.labels[ctx.candidates.index(SkillCall("go_to", ("red_pad",)))].strip()
+    assert f"Done: {red} ok\n" in p.text
     assert "earlier one" not in p.text  # earlier instructions stay out
-    assert p.text.startswith(p.cache_prefix) and p.cache_prefix.endswith("then the blue pad\n")
+    assert p.text.startswith(p.cache_prefix) and p.cache_prefix.endswith("then the blue pad\nDone:")
     assert p.text.endswith("\nAnswer:") and p.labels[:3] == (" A", " B", " C") and len(p.labels) == 26
-    assert "Done: nothing yet\n" in menu_prompt.for_context(_context("stop")).text
+    assert "Done: none\n" in menu_prompt.for_context(_context("stop")).text
+
+
+def test_progress_names_calls_by_letter_with_their_verdict_and_writes_out_a_call_off_the_menu():
+    calls = (SkillCall("stop"), SkillCall("go_to", ("red_pad",)))
+    marks = menu_prompt.labels(len(calls))
+    progress = (Outcome(calls[1], True, "reached"), Outcome(calls[0], False, "still moving"),
+                Outcome(SkillCall("go_to", ("purple_pad",)), False, "did not reach it"))
+    assert menu_prompt.progress_marks(progress, calls, marks) == "B ok, A failed, go_to(purple_pad) failed"
+    assert menu_prompt.build("stop", progress[:1], calls).text.endswith("Done: B ok\nAnswer:")
 
 
 def test_many_candidates_get_two_letter_labels():
@@ -43,7 +53,7 @@ def test_many_candidates_get_two_letter_labels():
 
 @dataclass
 class Card:
-    prompt: str = "menu/1"
+    prompt: str = menu_prompt.FORMAT
     path: str = "adapter"
     info: dict = None
 

@@ -93,7 +93,7 @@ class LLMPlanner:
         earlier = [i.text for i in context.instructions[:-1]][-self.config.history :] if self.config.history else []
         history = "".join(f"Earlier instruction: {t}\n" for t in earlier)
         current = context.instruction.text if context.instruction else "none"
-        progress = f"Done so far: {menu_prompt.progress_text(context.progress)}\n" if context.progress else ""
+        progress = f"Done so far: {menu_prompt.progress_words(context.progress)}\n" if context.progress else ""
         return _template("user.txt").format(history=history, instruction=current, progress=progress,
                                             observation=context.observation)
 
