@@ -4,6 +4,7 @@ import pytest
 
 from flexrl.envs import ArenaEnv
 from flexrl.llm.config import LLMConfig, build_backend
+from flexrl.planners import menu_prompt
 from flexrl.planners.base import Instruction, Outcome, PlanContext
 from flexrl.planners.config import PlannerConfig
 from flexrl.planners.llm_planner import LLMPlanner
@@ -13,7 +14,7 @@ from flexrl.skills.library import SkillCall, candidate_calls
 @pytest.fixture(scope="module")
 def planner():
     backend = build_backend(LLMConfig(device="cpu", adapter="shipped"))
-    assert backend.adapter_card is not None and backend.adapter_card.prompt == "menu/1"
+    assert backend.adapter_card is not None and backend.adapter_card.prompt == menu_prompt.FORMAT
     return LLMPlanner(backend, PlannerConfig())
 
 
