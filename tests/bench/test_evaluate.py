@@ -58,3 +58,37 @@ def test_wilson_interval():
     assert 0.69 < lo < 0.73 and hi == 1.0
     lo, hi = wilson(0, 10)
     assert lo == 0.0 and 0.27 < hi < 0.31
+
+
+def test_the_observer_records_the_action_the_body_was_given_after_the_brake(tasks, policies):
+    """On a body that brakes before the ball, a recorded action never walks towards a ball it is about to
+    touch (what the body was given), and the episode does come that close."""
+    import numpy as np
+
+    from flexrl.envs.world import SkillScale
+    from flexrl.robots.orb import Orb
+    from flexrl.skills.library import brake_before_ball
+
+    class BrakingOrb(Orb):
+        skill_scale = SkillScale(brake=0.8)
+
+    class Observer:
+        def __init__(self):
+            self.actions, self.runs = [], []
+
+        def action(self, task, seed, action):
+            self.actions.append(np.array(action))
+
+        def finished(self, result, runner):
+            self.runs.append(runner)
+
+    observer = Observer()
+    follow = next(t for t in tasks if t.category == "follow_ball")
+    evaluate([follow], [0], OraclePlanner(), policies, n_envs=1, robot=BrakingOrb(), observer=observer)
+    (runner,) = observer.runs
+    worlds = runner.trajectory[: len(observer.actions)]  # the world each action was given in
+    assert len(observer.actions) == len(runner.trajectory) - 1
+    braking = [w for w, a in zip(worlds, observer.actions) if not np.array_equal(brake_before_ball(w, np.array([1.0, 0.0])), [1.0, 0.0])
+               or not np.array_equal(brake_before_ball(w, np.array([-1.0, 0.0])), [-1.0, 0.0])]
+    assert braking, "the episode never came near enough to the ball to brake"
+    assert all(np.allclose(brake_before_ball(w, a), a) for w, a in zip(worlds, observer.actions))

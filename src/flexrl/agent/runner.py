@@ -133,6 +133,8 @@ class AgentRunner:
         self.on_decision, self.on_step, self.on_frame = on_decision, on_step, on_frame
         self.world = None
         self.active: ActiveSkill | None = None
+        self.applied_action: np.ndarray | None = None
+        """The last action the body was given: the policy's, after the running skill's brake (``shield``)."""
         self.video = VideoRecorder(fps=env.metadata["render_fps"]) if config.record_video else None
         self.instructions: list[Instruction] = []
         self.segments: list[Segment] = []
@@ -277,7 +279,8 @@ class AgentRunner:
                     self.log.emit("reaction", step, **rec)
                 redecide = None
             action = yield ActionRequest(active.policy, active.policy_input(world))
-            _, _, terminated, _, info = self.env.step(active.shield(world, action))
+            self.applied_action = active.shield(world, action)
+            _, _, terminated, _, info = self.env.step(self.applied_action)
             world = self.world = self.env.world_state()
             self.trajectory.append(world)
             for seg in self.segments[-1:]:

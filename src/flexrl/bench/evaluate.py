@@ -223,10 +223,12 @@ def _act_tick(waiting: list[_Slot], policies: PolicySet, done, observer=None) ->
     for family, group in families.items():
         actions = policies.act(family, np.stack([x.request.policy_input for x in group]))
         for slot, action in zip(group, actions):
-            if observer is not None:
-                observer.action(slot.episode.task.id, slot.episode.seed, action)
+            stopped = None
             try:
                 slot.request = slot.generator.send(action)
             except StopIteration as stop:
-                slot.request = None
-                done(slot.episode, stop.value)
+                slot.request, stopped = None, stop
+            if observer is not None:  # what the body was given, after the skill's brake
+                observer.action(slot.episode.task.id, slot.episode.seed, slot.episode.runner.applied_action)
+            if stopped is not None:
+                done(slot.episode, stopped.value)
