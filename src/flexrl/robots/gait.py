@@ -131,6 +131,13 @@ def _load(path: str, stamp: tuple) -> GaitPolicy:
     """One read per gait file version, shared by every arena holding the robot (``stamp``: the files' mtimes)."""
     return GaitPolicy.read(Path(path))
 
+def actor_linears(policy) -> list:
+    """The linear layers of an SB3 ``ActorCriticPolicy``'s actor, input first: what a gait checkpoint holds."""
+    import torch
+
+    return [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
+
+
 def export_gait(policy, obs_mean: np.ndarray, obs_var: np.ndarray, clip_obs: float, directory: str | Path,
                 info: dict) -> Path:
     """Write ``gait.safetensors`` then ``gait.json`` (each atomically) from an SB3 ``ActorCriticPolicy`` with a
@@ -142,7 +149,7 @@ def export_gait(policy, obs_mean: np.ndarray, obs_var: np.ndarray, clip_obs: flo
 
     if policy.activation_fn is not torch.nn.Tanh:
         raise ValueError(f"gait activation {policy.activation_fn.__name__}; allowed: Tanh")
-    linears = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
+    linears = actor_linears(policy)
     tensors = {}
     for i, layer in enumerate(linears):
         tensors[f"layer{i}.weight"] = layer.weight.detach().cpu().numpy().astype(np.float32)

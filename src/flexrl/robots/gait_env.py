@@ -17,6 +17,7 @@ the command (the legged-locomotion recipe):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,6 @@ import numpy as np
 from gymnasium import spaces
 from mujoco import rollout
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
-
-import dataclasses
 
 from flexrl.envs.arena_env import scaled_spec
 from flexrl.envs.arena_model import arena_xml

@@ -66,8 +66,10 @@ def load_parent_gait(model, gait) -> None:
     """
     import torch
 
+    from flexrl.robots.gait import actor_linears
+
     policy = model.policy
-    linears = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
+    linears = actor_linears(policy)
     shapes = [tuple(w.shape) for w, _ in gait.weights]
     if shapes != [tuple(layer.weight.shape) for layer in linears]:
         raise ValueError(f"parent gait layers {shapes} do not fit ppo.net_arch (layers "

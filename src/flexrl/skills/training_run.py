@@ -110,8 +110,10 @@ class _CriticWarmup(BaseCallback):
         self.steps = steps
 
     def _set(self, trainable: bool) -> None:
+        from flexrl.robots.gait import actor_linears
+
         policy = self.model.policy
-        for param in [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters(), policy.log_std]:
+        for param in [*(p for layer in actor_linears(policy) for p in layer.parameters()), policy.log_std]:
             param.requires_grad_(trainable)
 
     def _on_training_start(self) -> None:
