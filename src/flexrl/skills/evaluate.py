@@ -34,7 +34,8 @@ class SkillEvalResult:
         return self.successes / self.episodes
 
 
-def _start_episode(env: ArenaEnv, skill: str, seed: int) -> ActiveSkill:
+def start_episode(env: ArenaEnv, skill: str, seed: int) -> ActiveSkill:
+    """Reset ``env`` to the case of ``skill`` that ``seed`` draws and start the skill call in it."""
     env.reset(seed=seed)
     first = env.world_state()
     call, options = sample_case(skill, env.np_random, first)
@@ -49,7 +50,7 @@ def evaluate_skill(policies: PolicySet, skill: str, episodes: int = 100, seed: i
         raise ValueError(f"unknown skill {skill!r}; allowed: {', '.join(SKILLS)}")
     envs = [make_arena(robot) for _ in range(episodes)]
     envs[0].robot.check()
-    active = [_start_episode(env, skill, seed + i) for i, env in enumerate(envs)]
+    active = [start_episode(env, skill, seed + i) for i, env in enumerate(envs)]
     status = [Status.RUNNING] * episodes
     steps = [0] * episodes
     falls = 0
