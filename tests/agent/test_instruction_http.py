@@ -4,6 +4,7 @@ The answers are tested as a function (:func:`answer_post`, with property tests o
 and through the real server (FastAPI on uvicorn) on 127.0.0.1 with raw sockets, so malformed headers really go over the wire.
 """
 
+import http.client
 import io
 import json
 import socket
@@ -119,12 +120,10 @@ def _raw(port: int, data: bytes) -> tuple[int | None, dict]:
     """Send raw bytes, read the whole answer; (status, JSON body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
         s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    head, _, body = out.partition(b"\r\n\r\n")
-    status = int(head.split()[1]) if head.startswith(b"HTTP/") else None
-    return status, json.loads(body or head)
+        # One answer, read to its Content-Length: the server keeps an HTTP/1.1 connection open after it.
+        answer = http.client.HTTPResponse(s)
+        answer.begin()
+        return answer.status, json.loads(answer.read())
 
 
 def _request(method: str, path: str, headers: dict, body: bytes = b"") -> bytes:

