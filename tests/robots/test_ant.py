@@ -176,7 +176,14 @@ def test_an_ant_on_its_back_ends_the_arena_episode_as_a_fall(untrained_gait):
 def test_a_skill_action_becomes_a_command_no_faster_than_the_top_speed():
     ant = Ant()
     assert np.allclose(ant.command([1.0, 1.0]), [math.sqrt(0.5), math.sqrt(0.5)])
-    assert np.allclose(ant.command([0.2, 0.0]), [0.2, 0.0])
+    assert np.allclose(ant.command([0.3, 0.4]), [0.3, 0.4])
+
+
+def test_a_slow_command_is_raised_to_the_gaits_slowest_walk_and_a_tiny_one_left_to_stand():
+    ant = Ant()
+    assert np.allclose(ant.command([0.0, -0.2]), [0.0, -ant.min_walk])  # the gait barely moves at 0.2 m/s
+    assert np.allclose(ant.command([0.03, 0.04]), [0.03, 0.04])  # under LIFT_FROM: the gait stands
+    assert np.array_equal(ant.command([0.0, 0.0]), [0.0, 0.0])
 
 
 @pytest.mark.parametrize("meta", [{"format": "other"}, {"format": "flexrl-gait/1", "obs_dim": 5}, []])

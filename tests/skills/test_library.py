@@ -126,6 +126,27 @@ def test_a_braking_body_stops_walking_into_the_ball_but_may_still_touch_it_when_
     assert np.array_equal(touch.shield(near, east), east)  # touching the ball is the goal
 
 
+def test_a_braking_body_stops_walking_into_a_wall_its_legs_would_reach():
+    import dataclasses
+
+    base = _braking_world(ball=(-1.5, 1.5))  # the ball well away from every position below
+    scale = dataclasses.replace(base.scale, reach=1.0)
+    at = lambda pos, vel=(0.0, 0.0): dataclasses.replace(  # noqa: E731
+        base, agent=dataclasses.replace(base.agent, pos=np.array(pos), vel=np.array(vel)), scale=scale)
+    assert base.half_size == 2.0
+    avoid = start_skill(SkillCall("avoid", ("ball",)), at((0.0, 0.0)))
+    out = np.array([1.0, 0.5])
+    assert np.array_equal(avoid.shield(at((0.0, -0.5)), out), out)  # legs 0.5 m or more from every wall
+    walking_east = at((0.7, -0.5), vel=(0.5, 0.0))  # legs 0.3 m from the east wall, reached in 0.6 s: brake
+    assert np.allclose(avoid.shield(walking_east, out), [0.0, 0.5])  # along the wall is kept
+    assert np.allclose(avoid.shield(walking_east, -out), -out)  # away from it is kept
+    assert np.allclose(avoid.shield(at((0.7, -0.5)), out), out)  # standing: 0.3 m is beyond the margin
+    corner = at((-0.9, -0.9))
+    assert np.allclose(avoid.shield(corner, np.array([-1.0, -1.0])), [0.0, 0.0])
+    touch = start_skill(SkillCall("go_to", ("ball",)), walking_east)
+    assert np.allclose(touch.shield(walking_east, out), [0.0, 0.5])  # a wall is braked for, even to touch the ball
+
+
 def test_the_orb_never_brakes(world):
     follow = start_skill(SkillCall("follow", ("ball",)), world)
     assert world.scale.brake == 0 and np.array_equal(follow.shield(world, np.array([1.0, 1.0])), [1.0, 1.0])

@@ -54,6 +54,9 @@ class SkillScale:
             of its action that walks towards the ball when, at the speed they close, body and ball would
             touch within this time (or are within a margin of touching). 0: never (the orb may push the
             ball); a legged body walking into the ball tips over.
+        reach: how far the body's limbs reach from its centre as it walks (m). A braking body also drops the
+            part of its action that walks towards a wall its limbs would reach within ``brake`` seconds
+            (a leg that kicks a wall throws a legged body over, and one pressed against it cannot walk).
     """
 
     length: float = 1.0
@@ -63,6 +66,7 @@ class SkillScale:
     standoff: float = 0.0
     stands: bool = False
     brake: float = 0.0
+    reach: float = 0.0
 
 
 @dataclass(frozen=True)

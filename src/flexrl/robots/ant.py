@@ -28,6 +28,8 @@ STALL_COMMAND, STALL_SPEED, STALL_STEPS, RECOVER_STEPS = 0.5, 0.1, 20, 10
 """Stall recovery: a body told to walk at >= 0.5 m/s that moves under 0.1 m/s for 20 control steps (1 s) is
 told to stop for 10 steps, then to walk again. The gait stalls in 14-19% of starts (docs/robots.md)."""
 """Torso height (m) the ant is placed at, legs in Gymnasium's initial pose."""
+LIFT_FROM = 0.1
+"""Commands under this speed (m/s) are left as they are: the gait stands for them (see :attr:`Ant.min_walk`)."""
 FALL_HEIGHT = 0.26
 """The ant has fallen when its torso is below this height (m) ..."""
 FALL_UP = 0.3
@@ -86,12 +88,18 @@ class Ant(Robot):
     skill_policies = str(Path(__file__).parent / "pretrained" / "ant_skills")
     """The reach family fine-tuned from the orb's with the gait in the loop (200k steps: follow 70% -> 86%);
     avoid is the orb's (fine-tuning it gave 83% against 89%). docs/robots.md."""
-    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 0.8, still=0.1, wall=0.8, standoff=0.65, stands=True, brake=0.8)
+    skill_scale = SkillScale(length=2.5, time=2.5 * 1.5 / 0.8, still=0.1, wall=1.2, standoff=0.65, stands=True,
+                             brake=0.8, reach=1.0)
     """Radii and distances scale with the arena; time budgets with the arena over the speed (the orb's
     1.5 m/s against the gait's 0.8 m/s along a 1 m/s command, docs/robots.md); a standing ant's torso sways
-    a little, so still is under 0.1 m/s; its feet reach 0.63 m, so it starts at least 0.8 m from a wall, and
-    follows a ball 1.1 m from its centre (the feet touch it at 0.93 m; follow is judged within 1.57 m), and
-    brakes 0.8 s before walking into the ball (follow 86% -> 89% on 100 episodes, falls 10 -> 4; docs/robots.md)."""
+    a little, so still is under 0.1 m/s; its feet reach 0.63 m standing but up to 1.17 m as it walks (99% of
+    the time within 1.1 m), so it brakes before a wall its legs would reach within 0.8 s (``reach`` 1 m) and
+    starts at least 1.2 m from one; it follows a ball 1.1 m from its centre (the feet touch it at 0.93 m;
+    follow is judged within 1.57 m), and brakes 0.8 s before walking into the ball. docs/robots.md."""
+    min_walk = 0.45
+    """A command slower than this (m/s), but not under :data:`LIFT_FROM`, is raised to it: the gait barely
+    moves under slow commands (0.3 m/s gives 0.18), so a navigation policy that creeps away from a chasing
+    ball would stand still (avoid 88% -> 94% on 100 episodes, docs/robots.md)."""
     has_heading = True
     legged = True
     camera = "track"
@@ -170,9 +178,14 @@ class Ant(Robot):
 
     def command(self, action: np.ndarray) -> np.ndarray:
         """The world-frame velocity (m/s) a planar action asks for: its direction at up to ``top_speed``
-        (a diagonal action at full push is no faster than a straight one)."""
+        (a diagonal action at full push is no faster than a straight one), and at least ``min_walk`` unless
+        it is slower than :data:`LIFT_FROM`."""
         a = np.asarray(action, dtype=float)
-        return a * self.top_speed / max(1.0, float(np.linalg.norm(a)))
+        command = a * self.top_speed / max(1.0, float(np.linalg.norm(a)))
+        speed = float(np.linalg.norm(command))
+        if LIFT_FROM <= speed < self.min_walk:
+            command = command * (self.min_walk / speed)
+        return command
 
     def gait_observation(self, data: "mujoco.MjData", world_velocity: np.ndarray) -> np.ndarray:
         """The gait policy's observation (:func:`flexrl.robots.gait.observations`) for a world-frame command."""

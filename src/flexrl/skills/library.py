@@ -116,6 +116,21 @@ def brake_before_ball(world: WorldState, action: np.ndarray) -> np.ndarray:
     return a - min(0.0, float(a @ away)) * away
 
 
+def brake_before_walls(world: WorldState, action: np.ndarray) -> np.ndarray:
+    """``action`` without its part towards each wall that the body's limbs (``world.scale.reach`` from its
+    centre) would reach within ``world.scale.brake`` seconds at its speed towards it, or are within
+    :data:`BRAKE_MARGIN` of reaching; else as it is. Along a wall, and away from it, the action is kept."""
+    a = np.array(action, dtype=float)
+    pos, vel = world.agent.pos, world.agent.vel
+    for axis in range(2):
+        for side in (-1.0, 1.0):
+            gap = world.half_size - side * float(pos[axis]) - world.scale.reach
+            closing = max(0.0, side * float(vel[axis]))
+            if gap <= closing * world.scale.brake + BRAKE_MARGIN * world.scale.length and side * a[axis] > 0:
+                a[axis] = 0.0
+    return a
+
+
 @dataclass
 class ActiveSkill:
     """A running skill: the goal it tracks, its policy family and its ending rule."""
@@ -136,9 +151,12 @@ class ActiveSkill:
         return avoid_obs(world, pos, vel) if self.policy == "avoid" else reach_obs(world, pos, vel)
 
     def shield(self, world: WorldState, action: np.ndarray) -> np.ndarray:
-        """The action the body is given for its policy's ``action``: braked before the ball
-        (:func:`brake_before_ball`) on a body that brakes, unless the skill's goal is to touch it."""
-        return brake_before_ball(world, action) if world.scale.brake and not self.seeks_ball else action
+        """The action the body is given for its policy's ``action``: on a body that brakes, braked before the
+        walls (:func:`brake_before_walls`) and before the ball (:func:`brake_before_ball`) unless the skill's
+        goal is to touch it."""
+        if not world.scale.brake:
+            return action
+        return brake_before_walls(world, action if self.seeks_ball else brake_before_ball(world, action))
 
     @property
     def seeks_ball(self) -> bool:
