@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The demo shows the Ant walking on its learned gait; `make demo ROBOT=orb` runs it on the point-mass orb.
+ROBOT ?= ant
 demo: install
-	$(RUN_ENV) $(BIN)/flexrl run
+	$(RUN_ENV) $(BIN)/flexrl run robot=$(ROBOT)
 
 # The control room's browser tests drive Debian's chromium through Playwright (which never downloads a browser here).
 browser:

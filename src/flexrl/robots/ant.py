@@ -92,10 +92,10 @@ class Ant(Robot):
                              brake=0.8, reach=1.0)
     """Radii and distances scale with the arena; time budgets with the arena over the speed (the orb's
     1.5 m/s against the gait's 0.8 m/s along a 1 m/s command, docs/robots.md); a standing ant's torso sways
-    a little, so still is under 0.1 m/s; its feet reach 0.63 m standing but up to 1.17 m as it walks (99% of
-    the time within 1.1 m), so it brakes before a wall its legs would reach within 0.8 s (``reach`` 1 m) and
-    starts at least 1.2 m from one; it follows a ball 1.1 m from its centre (the feet touch it at 0.93 m;
-    follow is judged within 1.57 m), and brakes 0.8 s before walking into the ball. docs/robots.md."""
+    a little, so still is under 0.1 m/s; its feet reach 0.63 m standing but up to 1.18 m as it walks (99% of
+    the time within 1.11 m, bench/ant_reach.py), so it brakes before a wall its legs would reach within
+    0.8 s (``reach`` 1 m) and starts at least 1.2 m from one; it follows a ball 1.1 m from its centre (the
+    feet touch it at 0.93 m; follow is judged within 1.57 m), and brakes 0.8 s before walking into the ball."""
     min_walk = 0.45
     """A command slower than this (m/s), but not under :data:`LIFT_FROM`, is raised to it: the gait barely
     moves under slow commands (0.3 m/s gives 0.18), so a navigation policy that creeps away from a chasing
