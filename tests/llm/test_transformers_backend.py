@@ -14,7 +14,7 @@ import torch
 
 from flexrl.llm.base import LLMBackend, LLMError, ModelLoadError
 from flexrl.llm.embedded import EMBEDDED_INSTALL, embedded_gguf_path
-from flexrl.llm.model_loading import HAS_FBGEMM, cache_entry, first_non_finite
+from flexrl.llm.model_loading import HAS_FBGEMM, cache_entry, first_non_finite, gguf_non_finite
 from flexrl.llm.tree_pass import chunked_linear
 from flexrl.llm.transformers_backend import TransformersBackend
 
@@ -318,5 +318,29 @@ def test_a_gguf_with_nan_weights_is_rejected_and_not_cached(tmp_path):
         TransformersBackend(model=str(source), cache_dir=tmp_path / "cache")
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"GGUF model {source}: weight model.layers.0.input_layernorm.weight is not finite")
+    assert message.startswith(f"GGUF model {source}: tensor blk.0.attn_norm.weight is not finite")
     assert not list(tmp_path.glob("cache/*"))  # nothing cached: the next load reads the GGUF again
+
+
+def _write_gguf(path, tensors: dict) -> None:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for name, data in tensors.items():
+        writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_the_float_tensors_of_a_gguf_are_checked_before_dequantisation(tmp_path):
+    import numpy as np
+
+    sound = {"a.weight": np.ones(8, np.float32), "b.weight": np.full(8, -2.0, np.float16)}
+    _write_gguf(tmp_path / "sound.gguf", sound)
+    assert gguf_non_finite(tmp_path / "sound.gguf") is None
+    _write_gguf(tmp_path / "inf.gguf", {**sound, "b.weight": np.array([1, 2, np.inf, 4], np.float16)})
+    assert gguf_non_finite(tmp_path / "inf.gguf") == "b.weight"
+    _write_gguf(tmp_path / "nan.gguf", {"a.weight": np.array([np.nan, 1.0], np.float32), "c.weight": np.zeros(2, np.float32)})
+    assert gguf_non_finite(tmp_path / "nan.gguf") == "a.weight"

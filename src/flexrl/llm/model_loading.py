@@ -180,6 +180,23 @@ def first_non_finite(model: torch.nn.Module) -> str | None:
     return None
 
 
+FLOAT_GGUF_TYPES = ("F16", "F32", "F64")
+
+
+def gguf_non_finite(path: Path) -> str | None:
+    """Return the name of the first float (unquantised) tensor of the GGUF file ``path`` that holds a NaN or
+    an infinity, or ``None``. Read before the dequantisation, so a corrupted file is refused in seconds (on
+    SmolLM2-135M: about 5 s, against about 30 s for the dequantisation); quantised blocks are checked after
+    it, with every weight, by :func:`first_non_finite`."""
+    import gguf
+    import numpy as np
+
+    for tensor in gguf.GGUFReader(path).tensors:
+        if tensor.tensor_type.name in FLOAT_GGUF_TYPES and not np.isfinite(np.sum(tensor.data, dtype=np.float64)):
+            return tensor.name
+    return None
+
+
 def _resolve_gguf(model: str | None, gguf_file: str | None) -> Path | None:
     """Return the GGUF file to load, or ``None`` when ``model`` is a transformers directory."""
     if gguf_file is not None:
@@ -239,9 +256,13 @@ def _load_gguf(path: Path, cache_dir: Path, dtype: torch.dtype, tensor_parallel:
             logger.warning("discarding the model cache: %s; rebuilding it from %s", str(exc).splitlines()[0], path)
             shutil.rmtree(cached, ignore_errors=True)
     try:
-        model, tokenizer = _dequantise(path)
+        bad = gguf_non_finite(path)
+        if bad is None:
+            model, tokenizer = _dequantise(path)
     except Exception as exc:  # the GGUF reader raises many types on a bad file
         raise ModelLoadError(f"cannot read GGUF model {path}: {exc} {hint}") from exc
+    if bad is not None:  # refused before the dequantisation (and not cached)
+        raise ModelLoadError(f"GGUF model {path}: tensor {bad} is not finite (NaN or Inf); allowed: finite weights {hint}")
     bad = first_non_finite(model)
     if bad is not None:  # not cached: the next load reads the GGUF again
         raise ModelLoadError(f"GGUF model {path}: weight {bad} is not finite (NaN or Inf); allowed: finite weights {hint}")
