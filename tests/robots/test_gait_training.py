@@ -31,18 +31,43 @@ def test_a_policy_that_walks_nowhere_is_not_called_a_walker():
     assert result.success()["walk"] < 0.5
 
 
-def test_a_tiny_gait_run_writes_a_weights_only_gait_the_ant_loads(tmp_path):
-    out = _flexrl("train", "skill=locomotion", "robot=ant", "skill.total_steps=2048", "ppo.n_envs=16", "ppo.n_steps=32",
-                  "ppo.batch_size=256", "ppo.eval_every=1024", "skill.eval_episodes=9", f"experiment.workspace={tmp_path}",
+def test_a_tiny_gait_run_refines_once_its_bars_are_met_and_writes_a_weights_only_gait_the_ant_loads(tmp_path):
+    """With a target of 0 the first evaluation (step 1024) meets it: the run refines for 512 steps and stops
+    there, far short of its 4096-step budget."""
+    out = _flexrl("train", "skill=locomotion", "robot=ant", "skill.total_steps=4096", "ppo.n_envs=16", "ppo.n_steps=32",
+                  "ppo.batch_size=256", "ppo.eval_every=1024", "skill.eval_episodes=9", "ppo.target_success=0.0",
+                  "gait.refine_sigma=0.05", "gait.refine_steps=512", f"experiment.workspace={tmp_path}",
                   "tracking.progress=false")
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = (tmp_path / "default").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 2048 and set(metrics["success"]) == {"walk", "start", "stop", "upright"}
+    assert metrics["steps"] == 1536 and set(metrics["success"]) == {"walk", "start", "stop", "upright"}
     gait = GaitPolicy.load(run / "checkpoints" / "gait")
     assert gait.act(np.zeros(OBS_DIM, np.float32)).shape == (8,)
-    assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 2048
+    assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 1536
+    assert gait.meta["refined_from"] == 1024 and gait.meta["task"]["refine_sigma"] == 0.05
     assert (run / "checkpoints" / "gait" / "gait.safetensors").stat().st_size < 2_000_000
+
+
+def test_refining_narrows_the_tracking_kernel_and_sets_the_learning_rate():
+    from flexrl.robots.gait_env import GaitTask
+    from flexrl.robots.gait_training import make_gait_model, refiner
+    from flexrl.skills.train import PPOConfig
+
+    task = GaitTask(refine_sigma=0.05, refine_steps=100, refine_learning_rate=1e-4)
+    model = make_gait_model(PPOConfig(n_envs=4, n_steps=64, batch_size=256), task=task)
+    env = model.get_env().venv
+    assert env.task.sigma == 0.25 and model.lr_schedule(1.0) == PPOConfig().learning_rate != 1e-4
+    refiner(model, task)()
+    assert env.task.sigma == 0.05 and env.task.ball_every == task.ball_every and model.lr_schedule(1.0) == 1e-4
+
+
+@pytest.mark.parametrize("refine", [{"refine_sigma": 0.05}, {"refine_steps": 100}, {"refine_sigma": -1, "refine_steps": 1}])
+def test_a_half_set_refining_is_one_line(refine):
+    from flexrl.robots.gait_env import GaitTask
+
+    with pytest.raises(ValueError, match=r"^gait.refine_sigma=.* allowed: both 0"):
+        GaitTask(**refine)
 
 
 @pytest.mark.parametrize(("args", "message"), [

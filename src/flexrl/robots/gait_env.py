@@ -52,6 +52,11 @@ class GaitTask:
         frame_skip: physics steps per control step (0.01 s * 5 = 20 Hz, as in the arena).
         ball_every: steps between a body's balls (each body's first after a random share of it); 0: no ball.
         ball_speed: top speed of a ball rolled at a body (m/s); drawn uniformly from a fifth of it up.
+        refine_sigma: once every bar is met, training narrows the tracking kernel to this width and goes on
+            for ``refine_steps`` steps instead of stopping: a wide kernel teaches walking, a narrow one
+            then teaches slow commands (trained from scratch, the narrow kernel walked slower). 0: no refining.
+        refine_steps: env steps trained with the narrow kernel.
+        refine_learning_rate: PPO's learning rate while refining (0: unchanged).
     """
 
     max_speed: float = 1.0
@@ -66,12 +71,24 @@ class GaitTask:
     frame_skip: int = 5
     ball_every: int = 0
     ball_speed: float = 1.0
+    refine_sigma: float = 0.0
+    refine_steps: int = 0
+    refine_learning_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.ball_every, int) or isinstance(self.ball_every, bool) or self.ball_every < 0:
             raise ValueError(f"gait.ball_every={self.ball_every!r}; allowed: an integer >= 0 (0: no ball)")
         if not isinstance(self.ball_speed, (int, float)) or not 0 < self.ball_speed <= 3:
             raise ValueError(f"gait.ball_speed={self.ball_speed!r}; allowed: a number in (0, 3] m/s")
+        if not isinstance(self.refine_sigma, (int, float)) or self.refine_sigma < 0 or (
+                not isinstance(self.refine_steps, int) or isinstance(self.refine_steps, bool) or self.refine_steps < 0
+                or bool(self.refine_sigma) != bool(self.refine_steps)):
+            raise ValueError(f"gait.refine_sigma={self.refine_sigma!r} with gait.refine_steps={self.refine_steps!r}; "
+                             "allowed: both 0 (no refining), or a width > 0 (m/s)^2 and an integer number of steps > 0")
+
+    def refined(self) -> "GaitTask":
+        """This task with the refining kernel (:attr:`refine_sigma`) in place of :attr:`sigma`."""
+        return dataclasses.replace(self, sigma=self.refine_sigma)
 
 
 class GaitVecEnv(VecEnv):

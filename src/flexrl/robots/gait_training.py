@@ -48,6 +48,19 @@ def make_gait_model(ppo, robot=None, tensorboard_dir: str | Path | None = None, 
                verbose=0, tensorboard_log=str(tensorboard_dir) if tensorboard_dir else None)
 
 
+def refiner(model, task: GaitTask):
+    """What narrows a gait model's tracking kernel to ``task.refine_sigma`` (and sets its learning rate to
+    ``task.refine_learning_rate``, unless 0) once its bars are met: ``gait.refine_*`` of a training run."""
+    from stable_baselines3.common.utils import get_schedule_fn
+
+    def refine() -> None:
+        model.get_env().venv.task = task.refined()
+        if task.refine_learning_rate:
+            model.lr_schedule = get_schedule_fn(task.refine_learning_rate)
+
+    return refine
+
+
 PARENT_OBS_COUNT = 1e6
 """Weight of a parent gait's observation statistics in a fine-tune: they move slowly, so the actor's inputs
 do not shift under it while the new task's observations come in."""

@@ -161,12 +161,21 @@ class SuccessEvalCallback(BaseCallback):
         on_eval: called with each :class:`EvalPoint` (tracking, checkpoints).
         wall_offset: seconds already trained before this process (a resumed run).
         robot: the body the skills are judged on: the one being trained (None: the orb).
+        refine: called once when the target is first met; training then goes on for ``refine_steps`` steps
+            (whatever the evaluations say) instead of stopping. None: stop at once.
+        refine_steps: steps trained after ``refine`` was called.
+
+    Attributes:
+        refine_from: the step at which ``refine`` was called (None: not yet); kept across a resume.
     """
 
     def __init__(self, family: str, cfg: PPOConfig, on_eval: Callable[[EvalPoint], None] | None = None,
-                 wall_offset: float = 0.0, robot=None) -> None:
+                 wall_offset: float = 0.0, robot=None, refine: Callable[[], None] | None = None,
+                 refine_steps: int = 0) -> None:
         super().__init__()
         self.family, self.cfg, self.on_eval, self.robot = family, cfg, on_eval, robot
+        self.refine, self.refine_steps = refine, refine_steps
+        self.refine_from: int | None = None
         self.last_eval = 0
         self.success: dict[str, float] = {}
         self.started = time.perf_counter() - wall_offset
@@ -176,6 +185,8 @@ class SuccessEvalCallback(BaseCallback):
         return time.perf_counter() - self.started
 
     def _on_step(self) -> bool:
+        if self.refine_from is not None and self.num_timesteps - self.refine_from >= self.refine_steps:
+            return False
         if not self.cfg.eval_every or self.num_timesteps - self.last_eval < self.cfg.eval_every:
             return True
         self.last_eval = self.num_timesteps
@@ -186,7 +197,13 @@ class SuccessEvalCallback(BaseCallback):
         self.logger.record("time/wall_seconds", self.wall_seconds())
         if self.on_eval is not None:
             self.on_eval(EvalPoint(int(self.num_timesteps), round(self.wall_seconds(), 2), dict(self.success)))
-        return min(self.success.values()) < self.cfg.target_success
+        if min(self.success.values()) < self.cfg.target_success or self.refine_from is not None:
+            return True
+        if self.refine is None:
+            return False
+        self.refine_from = int(self.num_timesteps)
+        self.refine()
+        return True
 
 
 def evaluate_model(model: PPO, family: str, episodes: int, robot=None) -> dict[str, float]:

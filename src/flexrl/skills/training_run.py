@@ -197,13 +197,23 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
               **({f"gait.{k}": v for k, v in asdict(cfg.gait).items()} if family == LOCOMOTION else {})}
     tracker = Tracker(run, cfg.tracking, workspace, params)
     tracker.truncate(int(model.num_timesteps))  # evaluations after the resumed checkpoint are trained again
-    evals = SuccessEvalCallback(family, ppo, wall_offset=float(state.get("wall_seconds", 0.0)), robot=cfg.robot)
+    refine = None
+    if family == LOCOMOTION and cfg.gait.refine_steps:
+        from flexrl.robots.gait_training import refiner
+
+        refine = refiner(model, cfg.gait)
+    evals = SuccessEvalCallback(family, ppo, wall_offset=float(state.get("wall_seconds", 0.0)), robot=cfg.robot,
+                                refine=refine, refine_steps=cfg.gait.refine_steps)
     evals.last_eval = int(state.get("last_eval", 0))
+    if state.get("refine_from") is not None and refine is not None:  # resumed while refining
+        evals.refine_from = int(state["refine_from"])
+        refine()
     evals.on_eval = lambda p: tracker.log(p.steps, p.wall_seconds, p.success)
 
     def checkpoint() -> None:
         save_resume_state(model, ckpt_dir, signing_key, run.meta.get("id", run.path.name),
                           {"family": family, "wall_seconds": round(evals.wall_seconds(), 2), "last_eval": evals.last_eval,
+                           "refine_from": evals.refine_from,
                            "ppo": asdict(ppo), "time": time.time(), **_normaliser(model, family)})
 
     saver = _CheckpointCallback(cfg.checkpoint_every, checkpoint)
@@ -232,7 +242,8 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
                    "objective": round(success_min - cfg.time_weight * wall / 60.0, 4)}
         info = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2), "run": run.meta["id"],
                 "success_at_last_eval": final["success"], "ppo": asdict(ppo),
-                **({"task": asdict(cfg.gait), "parent": cfg.parent} if family == LOCOMOTION else {})}
+                **({"task": asdict(cfg.gait), "parent": cfg.parent, "refined_from": evals.refine_from}
+                   if family == LOCOMOTION else {})}
         if family == LOCOMOTION:
             from flexrl.robots.gait_training import export_model
 
