@@ -4,7 +4,8 @@
 
 Each episode places the ant at the arena's centre and walks it on random commands (a new one every 2 s, a
 fifth of them "stop"); every step, the horizontal distance from the torso's centre to both ends of every
-leg capsule, plus its radius, is recorded. Prints the largest and the 99.9th and 99th percentiles.
+leg capsule, plus its radius, is recorded while the torso is more than WALL_CLEAR from every wall (an episode
+ends if the ant falls). Prints the largest and the 99.9th and 99th percentiles.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import numpy as np
 
 from flexrl.envs.config import RobotConfig
 from flexrl.envs.registration import make_arena
+
+WALL_CLEAR = 1.5
+"""Steps with the torso within this many metres of a wall are not measured: a wall could fold a leg in."""
 
 
 def leg_geoms(model: mujoco.MjModel) -> list[int]:
@@ -49,8 +53,12 @@ def main() -> None:
         for t in range(args.steps):
             if t % 40 == 0:
                 action = rng.uniform(-1, 1, 2) if rng.random() < 0.8 else np.zeros(2)
-            env.step(action)
+            _, _, fell, _, _ = env.step(action)
+            if fell:
+                break
             centre = d.xpos[torso][:2]
+            if np.max(np.abs(centre)) > env.half_size - WALL_CLEAR:  # a leg may be pressed against a wall
+                continue
             for g in legs:
                 axis = d.geom_xmat[g].reshape(3, 3)[:, 2] * m.geom_size[g][1]
                 for end in (d.geom_xpos[g] - axis, d.geom_xpos[g] + axis):

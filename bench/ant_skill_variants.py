@@ -4,7 +4,7 @@
                                                         [--brake 0.8] [--episodes 100] [--seed 50000]
 
 The episodes are `flexrl eval`'s (same seeds, same cases); the settings replace the Ant's ``SkillScale.reach``
-(brake before walls; 0: never), ``SkillScale.wall`` (the closest a task places it to a wall),
+(brake before walls, and how near a wall skill targets lie; 0: no wall brake), ``SkillScale.wall`` (the closest a task places it to a wall),
 ``SkillScale.brake`` (0: no brake at all) and ``Ant.min_walk`` (0: slow commands left as they are) for this
 process only. Prints the settings and the result.
 """

@@ -116,7 +116,7 @@ def test_any_bytes_and_headers_get_a_json_answer(intents, body, content_type, le
 
 
 # ------------------------------------------------------------------------------------------ the real server
-def _raw(port: int, data: bytes) -> tuple[int | None, dict]:
+def _raw(port: int, data: bytes) -> tuple[int, dict]:
     """Send raw bytes, read the whole answer; (status, JSON body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
         s.sendall(data)

@@ -128,5 +128,5 @@ def test_a_fine_tune_holds_the_parent_actor_still_while_its_fresh_critic_warms_u
     (run,) = (tmp_path / "ws" / "default").iterdir()
     child, shipped = GaitPolicy.load(run / "checkpoints" / "gait"), GaitPolicy.load()
     assert all(np.array_equal(a, b) for pair in zip(child.weights, shipped.weights) for a, b in zip(*pair))
-    assert child.meta["log_std"] == pytest.approx(shipped.meta.get("log_std", PARENT_LOG_STD))  # the parent's
+    assert child.meta["log_std"] == pytest.approx(shipped.meta["log_std"]) != PARENT_LOG_STD  # the parent's
     assert child.meta["task"]["ball_every"] == 20

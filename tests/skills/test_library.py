@@ -11,6 +11,7 @@ from flexrl.skills.library import (
     Status,
     candidate_calls,
     start_skill,
+    target_limit,
 )
 
 
@@ -145,6 +146,21 @@ def test_a_braking_body_stops_walking_into_a_wall_its_legs_would_reach():
     assert np.allclose(avoid.shield(corner, np.array([-1.0, -1.0])), [0.0, 0.0])
     touch = start_skill(SkillCall("go_to", ("ball",)), walking_east)
     assert np.allclose(touch.shield(walking_east, out), [0.0, 0.5])  # a wall is braked for, even to touch the ball
+
+
+def test_skill_targets_lie_where_a_body_that_brakes_before_walls_can_get():
+    import dataclasses
+
+    base = _braking_world(ball=(-1.5, 1.5))
+    ant_like = dataclasses.replace(base, agent=dataclasses.replace(base.agent, pos=np.array([0.5, 0.0])),
+                                   scale=dataclasses.replace(base.scale, reach=1.0))
+    assert target_limit(ant_like) == pytest.approx(2.0 - 1.15)  # reach + the brake margin (0.06 x 2.5)
+    move = start_skill(SkillCall("move", ("east",)), ant_like)
+    assert move.point[0] == pytest.approx(0.85)  # 2.5 m east, clipped to where the body can get
+    with pytest.raises(ValueError, match=r"outside what this body can reach; x and y must be in \[-0.85, 0.85\] m"):
+        start_skill(SkillCall("go_to", ("(1.2, 0)",)), ant_like)
+    no_walls = dataclasses.replace(ant_like, scale=dataclasses.replace(ant_like.scale, reach=0.0))
+    assert target_limit(no_walls) == pytest.approx(2.0 - 0.25 * 2.5)  # the orb's wall margin, scaled
 
 
 def test_the_orb_never_brakes(world):

@@ -87,6 +87,9 @@ class _Episode:
         # Tasks are written in the orb's metres and steps; a larger, slower robot gets them scaled.
         scale = env.robot.skill_scale
         self.options = {k: tuple(c * scale.length for c in v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        if "agent" in self.options:  # no closer to a wall than the body is ever placed (the orb's tasks stay inside)
+            lim = env.half_size - scale.wall
+            self.options["agent"] = tuple(float(np.clip(c, -lim, lim)) for c in self.options["agent"])
         schedule = [(round(step * scale.time), text, intent) for step, text, intent in schedule]
         self.arrivals = [step for step, _, _ in schedule]
         instructions = [(step, sanitise(text, "schedule", intent).instruction) for step, text, intent in schedule]

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from flexrl.envs.world import COMPASS, WorldState
-from flexrl.skills.library import REACH_RADIUS, TOUCH_MARGIN, WALL_MARGIN, follow_radius
+from flexrl.skills.library import REACH_RADIUS, TOUCH_MARGIN, follow_radius, target_limit
 
 Trajectory = Sequence[WorldState]
 
@@ -77,7 +77,7 @@ def moved(seg: Trajectory, direction: str, min_distance: float = 0.5) -> bool:
         if float(np.dot(w.agent.pos - start, d)) >= min_distance * length:
             return True
     end = seg[-1]
-    limit = end.half_size - (WALL_MARGIN + 0.15) * length
+    limit = target_limit(end) - 0.15 * length  # as near that wall as a move's target may lie, less a margin
     at_wall = any(abs(c) >= limit and np.sign(c) == np.sign(dc) and dc != 0 for c, dc in zip(end.agent.pos, d))
     return bool(at_wall and float(np.dot(end.agent.pos - start, d)) >= 0)
 

@@ -54,9 +54,10 @@ class SkillScale:
             of its action that walks towards the ball when, at the speed they close, body and ball would
             touch within this time (or are within a margin of touching). 0: never (the orb may push the
             ball); a legged body walking into the ball tips over.
-        reach: how far the body's limbs reach from its centre as it walks (m). A braking body also drops the
-            part of its action that walks towards a wall its limbs would reach within ``brake`` seconds
-            (a leg that kicks a wall throws a legged body over, and one pressed against it cannot walk).
+        reach: how far from its centre the body keeps its limbs' reach off a wall (m): a braking body also
+            drops the part of its action that walks towards a wall closer than this (plus a margin) within
+            ``brake`` seconds (a leg that kicks a wall throws a legged body over, and one pressed against it
+            cannot walk); skill targets lie no closer to a wall. 0: no wall brake.
     """
 
     length: float = 1.0

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     import mujoco
 
 STAND_HEIGHT = 0.55
-STALL_COMMAND, STALL_SPEED, STALL_STEPS, RECOVER_STEPS = 0.5, 0.1, 20, 10
-"""Stall recovery: a body told to walk at >= 0.5 m/s that moves under 0.1 m/s for 20 control steps (1 s) is
-told to stop for 10 steps, then to walk again. The gait stalls in 14-19% of starts (docs/robots.md)."""
 """Torso height (m) the ant is placed at, legs in Gymnasium's initial pose."""
+STALL_COMMAND, STALL_SPEED, STALL_STEPS, RECOVER_STEPS = 0.5, 0.1, 20, 10
+"""Stall recovery: a body told to walk at >= 0.5 m/s (or at its ``min_walk``, if slower) that moves under
+0.1 m/s for 20 control steps (1 s) is told to stop for 10 steps, then to walk again. The first gait stalled
+in 14-19% of starts (docs/robots.md)."""
 LIFT_FROM = 0.1
 """Commands under this speed (m/s) are left as they are: the gait stands for them (see :attr:`Ant.min_walk`)."""
 FALL_HEIGHT = 0.26
@@ -168,7 +169,7 @@ class Ant(Robot):
         if self._recovering > 0:  # a stalled gait stands (the stop command) before it is asked to walk again
             self._recovering -= 1
             command = np.zeros(2)
-        elif np.linalg.norm(command) >= STALL_COMMAND and speed < STALL_SPEED:
+        elif np.linalg.norm(command) >= min(STALL_COMMAND, self.min_walk or STALL_COMMAND) and speed < STALL_SPEED:
             self._stalled += 1
             if self._stalled >= STALL_STEPS:
                 self._stalled, self._recovering = 0, RECOVER_STEPS

@@ -12,7 +12,7 @@ import numpy as np
 
 from flexrl.envs.arena_env import BALL_MODES
 from flexrl.envs.world import COMPASS, WorldState
-from flexrl.skills.library import SkillCall
+from flexrl.skills.library import SkillCall, target_limit
 
 Case = tuple[SkillCall, dict[str, Any]]
 
@@ -39,7 +39,7 @@ def go_to_case(rng, world) -> Case:
         return SkillCall("go_to", (str(rng.choice(list(world.pads))),)), {}
     if u < 0.85:
         return SkillCall("go_to", ("ball",)), _moving_ball(rng)
-    lim = world.half_size - 0.3
+    lim = min(world.half_size - 0.3, target_limit(world))
     x, y = rng.uniform(-lim, lim, size=2)
     return SkillCall("go_to", (f"({x:.2f}, {y:.2f})",)), {}
 
