@@ -75,12 +75,17 @@ def follow_radius(world: WorldState, target: str) -> float:
     return max(FOLLOW_RADIUS * length, world.touch_distance + (FOLLOW_RADIUS - ORB_TOUCH) * length)
 
 
+def brakes_before_walls(world: WorldState) -> bool:
+    """Whether the body brakes before walls (:func:`brake_before_walls`): it brakes, and its limbs reach out."""
+    return world.scale.brake > 0 and world.scale.reach > 0
+
+
 def target_limit(world: WorldState) -> float:
     """The farthest from the arena's centre, along each axis, that a skill's target point may lie:
     :data:`WALL_MARGIN` from the walls, or farther on a body that brakes before walls (its ``reach`` plus
     :data:`BRAKE_MARGIN`), which could never get there (:func:`brake_before_walls`)."""
     margin = WALL_MARGIN * world.scale.length
-    if world.scale.brake and world.scale.reach > 0:
+    if brakes_before_walls(world):
         margin = max(margin, world.scale.reach + BRAKE_MARGIN * world.scale.length)
     return world.half_size - margin
 
@@ -98,10 +103,11 @@ def parse_target(arg: str, world: WorldState) -> str | np.ndarray:
     m = re.fullmatch(r"\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\)", arg)
     if m:
         p = np.array([float(m.group(1)), float(m.group(2))])
-        lim = min(world.half_size - 0.1, target_limit(world)) if world.scale.reach else world.half_size - 0.1
+        lim, where = world.half_size - 0.1, "the arena"
+        if brakes_before_walls(world) and target_limit(world) < lim:
+            lim, where = target_limit(world), "what this body can reach"
         if np.all(np.isfinite(p)) and np.all(np.abs(p) <= lim):
             return p
-        where = "the arena" if lim == world.half_size - 0.1 else "what this body can reach"
         raise ValueError(f"target {arg!r} is outside {where}; x and y must be in [-{lim:g}, {lim:g}] m")
     raise ValueError(f"unknown target {arg!r}; allowed: {', '.join(world.object_names)} or a point (x, y)")
 
@@ -132,7 +138,7 @@ def brake_before_walls(world: WorldState, action: np.ndarray) -> np.ndarray:
     """``action`` without its part towards each wall that the body's limbs (``world.scale.reach`` from its
     centre) would reach within ``world.scale.brake`` seconds at its speed towards it, or are within
     :data:`BRAKE_MARGIN` of reaching; else as it is. Along a wall, and away from it, the action is kept."""
-    if world.scale.reach <= 0:
+    if not brakes_before_walls(world):
         return action
     a = np.array(action, dtype=float)
     pos, vel = world.agent.pos, world.agent.vel
