@@ -31,20 +31,26 @@ def test_a_policy_that_walks_nowhere_is_not_called_a_walker():
     assert result.success()["walk"] < 0.5
 
 
-def test_a_tiny_gait_run_refines_once_its_bars_are_met_and_writes_a_weights_only_gait_the_ant_loads(tmp_path):
-    """With a target of 0 the first evaluation (step 1024) meets it: the run refines for 512 steps and stops
-    there, far short of its 4096-step budget."""
-    out = _flexrl("train", "skill=locomotion", "robot=ant", "skill.total_steps=4096", "ppo.n_envs=16", "ppo.n_steps=32",
-                  "ppo.batch_size=256", "ppo.eval_every=1024", "skill.eval_episodes=9", "ppo.target_success=0.0",
-                  "gait.refine_sigma=0.05", "gait.refine_steps=512", f"experiment.workspace={tmp_path}",
-                  "tracking.progress=false")
+def test_a_tiny_gait_run_refines_once_its_bars_are_met_keeps_refining_across_a_resume_and_writes_a_gait(tmp_path):
+    """With a target of 0 the first evaluation (step 1024) meets it and refining starts. The first command's
+    budget (1536) ends it mid-refine; the resumed run keeps the refine point, so it stops at 1024 + 1024 steps,
+    far short of its new 4096-step budget (a resume that forgot the point would refine again from 2048)."""
+    tiny = ["skill=locomotion", "robot=ant", "ppo.n_envs=16", "ppo.n_steps=32", "ppo.batch_size=256",
+            "ppo.eval_every=1024", "skill.eval_episodes=9", "ppo.target_success=0.0", "gait.refine_sigma=0.05",
+            "gait.refine_steps=1024", f"experiment.workspace={tmp_path}", "tracking.progress=false"]
+    out = _flexrl("train", *tiny, "skill.total_steps=1536")
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = (tmp_path / "default").iterdir()
+    assert GaitPolicy.load(run / "checkpoints" / "gait").meta["refined_from"] == 1024
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+    out = _flexrl("train", f"resume={run}", f"experiment.workspace={tmp_path}", "skill.total_steps=4096")
+    assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 1536 and set(metrics["success"]) == {"walk", "start", "stop", "upright"}
+    assert metrics["steps"] == 2048 and set(metrics["success"]) == {"walk", "start", "stop", "upright"}
     gait = GaitPolicy.load(run / "checkpoints" / "gait")
     assert gait.act(np.zeros(OBS_DIM, np.float32)).shape == (8,)
-    assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 1536
+    assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 2048
     assert gait.meta["refined_from"] == 1024 and gait.meta["task"]["refine_sigma"] == 0.05
     assert (run / "checkpoints" / "gait" / "gait.safetensors").stat().st_size < 2_000_000
 
