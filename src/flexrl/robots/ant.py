@@ -99,7 +99,7 @@ class Ant(Robot):
     feet touch it at 0.93 m; follow is judged within 1.57 m), and brakes 0.8 s before walking into the ball."""
     min_walk = 0.45
     """A command slower than this (m/s), but not under :data:`LIFT_FROM`, is raised to it: the gait barely
-    moves under slow commands (0.3 m/s gives 0.18), so a navigation policy that creeps away from a chasing
+    moves under slow commands (0.3 m/s gives 0.16), so a navigation policy that creeps away from a chasing
     ball would stand still (avoid 88% -> 94% on 100 episodes, docs/robots.md)."""
     has_heading = True
     legged = True
