@@ -13,7 +13,6 @@ table it plots.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +20,53 @@ import numpy as np
 from flexrl.robots.gait import GaitPolicy
 from flexrl.robots.gait_training import evaluate_gait
 from flexrl.runs.atomic import atomic_write
+from flexrl.runs.tracking import load_curve
 
 TERMS = ("reward/track", "reward/progress", "rollout/ep_len_mean")
 
 
 def scalars(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(steps, values) of each of :data:`TERMS` in the run's TensorBoard events (every event file, in step order)."""
+    """The training rollouts' curves of a run, as trained.
+
+    Args:
+        run: a training run directory; its TensorBoard events lie under ``tb/`` (one folder per process: a
+            resumed run has several).
+
+    Returns:
+        (steps, values) of each of :data:`TERMS` found. A resumed run trains again the steps after its last
+        checkpoint, so an earlier process's points at or after the step where a later one started are dropped.
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out: dict[str, list[tuple[int, float]]] = {t: [] for t in TERMS}
-    for events in sorted((run / "tb").rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    events: dict[str, list[tuple[float, int, float]]] = {t: [] for t in TERMS}
+    for path in (run / "tb").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
         acc.Reload()
         for tag in set(TERMS) & set(acc.Tags()["scalars"]):
-            out[tag] += [(e.step, e.value) for e in acc.Scalars(tag)]
-    return {t: (np.array([s for s, _ in sorted(v)]), np.array([x for _, x in sorted(v)])) for t, v in out.items() if v}
+            events[tag] += [(e.wall_time, e.step, e.value) for e in acc.Scalars(tag)]
+    out = {}
+    for tag, points in events.items():
+        kept: list[tuple[int, float]] = []
+        for _, step, value in sorted(points):  # in the order they were written
+            while kept and kept[-1][0] >= step:  # a resume went back: what came after its checkpoint is stale
+                kept.pop()
+            kept.append((step, value))
+        if kept:
+            out[tag] = (np.array([k for k, _ in kept]), np.array([v for _, v in kept]))
+    return out
 
 
 def tracking(gait: GaitPolicy, speeds: list[float], seed: int) -> list[tuple[float, float, float, int, int]]:
-    """(commanded speed, mean speed along it, mean drift, stalled bodies, falls) per speed, 108 bodies each."""
+    """How a gait tracks each commanded speed.
+
+    Args:
+        gait: the exported policy.
+        speeds: commanded speeds (m/s).
+        seed: the first body's seed.
+
+    Returns:
+        (commanded speed, mean speed along it, mean drift, stalled bodies of 96, falls of 108) per speed.
+    """
     rows = []
     for s in speeds:
         r = evaluate_gait(gait.act, episodes=108, steps=200, seed=seed, speed=s)
@@ -50,23 +77,32 @@ def tracking(gait: GaitPolicy, speeds: list[float], seed: int) -> list[tuple[flo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
-    p.add_argument("--gait", type=Path, default=None)
+    p.add_argument("--gait", type=Path, default=None, help="the gait to measure (default: the run's own)")
     p.add_argument("--out", type=Path, default=Path("docs/images/ant_gait.png"))
     p.add_argument("--speeds", default="0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
     p.add_argument("--seed", type=int, default=50_000)
     args = p.parse_args()
-    curve_file = args.run / "curve.json"
-    if not curve_file.is_file():
-        p.error(f"{args.run}: no curve.json; allowed: a flexrl training run directory")
+    try:
+        curve = load_curve(args.run)
+    except ValueError as err:
+        p.error(str(err))
+    if not curve:
+        p.error(f"{args.run}: no evaluations (curve.json); allowed: a flexrl training run directory")
     try:
         speeds = [float(s) for s in args.speeds.split(",")]
     except ValueError:
+        speeds = []
+    if not speeds or not all(0 < s <= 1 for s in speeds):
         p.error(f"--speeds {args.speeds!r}: allowed: comma-separated speeds in (0, 1] m/s")
-    if not all(0 < s <= 1 for s in speeds):
-        p.error(f"--speeds {args.speeds!r}: allowed: comma-separated speeds in (0, 1] m/s")
-    curve = json.loads(curve_file.read_text())
-    gait = GaitPolicy.load(str(args.gait or args.run / "checkpoints" / "gait"))
-    refined_from = gait.meta.get("refined_from")
+    own = args.run / "checkpoints" / "gait"
+    try:
+        run_gait = GaitPolicy.load(str(own)) if (own / "gait.json").is_file() else None
+        gait = GaitPolicy.load(str(args.gait)) if args.gait else run_gait
+    except (FileNotFoundError, ValueError) as err:
+        p.error(str(err))
+    if gait is None:
+        p.error(f"{args.run} has no final gait yet (an interrupted or running run); pass --gait DIR to measure one")
+    refined_from = run_gait.meta.get("refined_from") if run_gait else None
     rows = tracking(gait, speeds, args.seed)
     print("| told (m/s) | along (m/s) | drift (m/s) | stalled (of 96) | falls (of 108) |\n|---|---|---|---|---|")
     for s, along, drift, stalled, falls in rows:
@@ -111,8 +147,10 @@ def main() -> None:
                  title=f"velocity tracking, 96 walking bodies (seed {args.seed})")
     ax_track.grid(alpha=0.3)
     ax_track.legend(loc="upper left", fontsize=7)
-    fig.suptitle(f"gait run {args.run.name}: {gait.meta.get('steps', 0):,} steps, "
-                 f"{gait.meta.get('wall_seconds', 0) / 60:.1f} min of training")
+    last = curve[-1]
+    measured = f"; tracking of {args.gait}" if args.gait else ""
+    fig.suptitle(f"gait run {args.run.name}: {last['steps']:,} steps, {last['wall_seconds'] / 60:.1f} min of training "
+                 f"at its last evaluation{measured}")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=100), suffix=".png")

@@ -33,15 +33,18 @@ def test_a_policy_that_walks_nowhere_is_not_called_a_walker():
 
 def test_a_tiny_gait_run_refines_once_its_bars_are_met_keeps_refining_across_a_resume_and_writes_a_gait(tmp_path):
     """With a target of 0 the first evaluation (step 1024) meets it and refining starts. The first command's
-    budget (1536) ends it mid-refine; the resumed run keeps the refine point, so it stops at 1024 + 1024 steps,
-    far short of its new 4096-step budget (a resume that forgot the point would refine again from 2048)."""
+    budget (1536) ends it mid-refine; the resumed run keeps the refine point and the narrow kernel, so it stops
+    at 1024 + 1024 steps, far short of its new 4096-step budget (a resume that forgot the point would refine
+    again from the next evaluation, 2560, and stop at 3584). The run was finished, not interrupted: its status
+    is set back by hand, the only way to resume a run in mid-refine within one short command."""
     tiny = ["skill=locomotion", "robot=ant", "ppo.n_envs=16", "ppo.n_steps=32", "ppo.batch_size=256",
             "ppo.eval_every=1024", "skill.eval_episodes=9", "ppo.target_success=0.0", "gait.refine_sigma=0.05",
             "gait.refine_steps=1024", f"experiment.workspace={tmp_path}", "tracking.progress=false"]
     out = _flexrl("train", *tiny, "skill.total_steps=1536")
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = (tmp_path / "default").iterdir()
-    assert GaitPolicy.load(run / "checkpoints" / "gait").meta["refined_from"] == 1024
+    first = GaitPolicy.load(run / "checkpoints" / "gait").meta
+    assert first["refined_from"] == 1024 and first["ended_with"] == {"sigma": 0.05, "learning_rate": 1e-4}
     meta = json.loads((run / "meta.json").read_text())
     (run / "meta.json").write_text(json.dumps({**meta, "status": "interrupted"}))
     out = _flexrl("train", f"resume={run}", f"experiment.workspace={tmp_path}", "skill.total_steps=4096")
@@ -52,6 +55,7 @@ def test_a_tiny_gait_run_refines_once_its_bars_are_met_keeps_refining_across_a_r
     assert gait.act(np.zeros(OBS_DIM, np.float32)).shape == (8,)
     assert gait.meta["format"] == "flexrl-gait/1" and gait.meta["steps"] == 2048
     assert gait.meta["refined_from"] == 1024 and gait.meta["task"]["refine_sigma"] == 0.05
+    assert gait.meta["ended_with"] == {"sigma": 0.05, "learning_rate": 1e-4}  # refine() was applied again
     assert (run / "checkpoints" / "gait" / "gait.safetensors").stat().st_size < 2_000_000
 
 
@@ -68,17 +72,29 @@ def test_refining_narrows_the_tracking_kernel_and_sets_the_learning_rate():
     assert env.task.sigma == 0.05 and env.task.ball_every == task.ball_every and model.lr_schedule(1.0) == 1e-4
 
 
-@pytest.mark.parametrize("refine", [{"refine_sigma": 0.05}, {"refine_steps": 100}, {"refine_sigma": -1, "refine_steps": 1}])
-def test_a_half_set_refining_is_one_line(refine):
+@pytest.mark.parametrize("refine", [{"refine_steps": 100}, {"refine_sigma": -1, "refine_steps": 1},
+                                    {"refine_sigma": 0.05, "refine_steps": -5}, {"refine_sigma": 0.05, "refine_steps": 1.5}])
+def test_refining_without_a_width_or_a_whole_number_of_steps_is_one_line(refine):
     from flexrl.robots.gait_env import GaitTask
 
-    with pytest.raises(ValueError, match=r"^gait.refine_sigma=.* allowed: both 0"):
+    with pytest.raises(ValueError, match=r"^gait.refine_sigma=.* allowed: gait.refine_steps=0 \(no refining\)"):
         GaitTask(**refine)
+
+
+def test_no_refine_steps_turns_refining_off_whatever_the_width():
+    from flexrl.robots.gait_env import GaitTask
+
+    assert GaitTask(refine_sigma=0.05, refine_steps=0).refine_steps == 0
+    with pytest.raises(ValueError, match=r"^gait.refine_learning_rate=-0.1; allowed"):
+        GaitTask(refine_learning_rate=-0.1)
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (("skill=locomotion",), "flexrl train: skill=locomotion with robot='orb': only a legged robot has a gait to learn; allowed: robot=ant"),
     (("skill=reach", "robot=ant", "robot.gait=/nonexistent"), "flexrl train: robot.gait='/nonexistent' holds no gait checkpoint"),
+    (("skill=locomotion", "robot=ant", "ppo.target_success=1.1"),
+     "flexrl train: gait.refine_steps=524288 with ppo.target_success=1.1: refining starts when an evaluation meets"),
+    (("skill=locomotion", "robot=ant", "ppo.eval_every=0"), "flexrl train: gait.refine_steps=524288 with ppo.eval_every=0"),
 ])
 def test_a_body_that_cannot_train_the_family_is_one_line_before_any_run(tmp_path, args, message):
     out = _flexrl("train", *args, f"experiment.workspace={tmp_path}")
@@ -128,7 +144,7 @@ def test_a_fine_tune_holds_the_parent_actor_still_while_its_fresh_critic_warms_u
     (parent / "checkpoints").mkdir(parents=True)
     (parent / "checkpoints" / "gait").symlink_to(SHIPPED)
     out = _flexrl("train", "skill=locomotion", "robot=ant", f"parent={parent}", "gait.ball_every=20", "skill.total_steps=2048",
-                  "ppo.n_envs=16", "ppo.n_steps=64", "ppo.batch_size=256", "ppo.eval_every=0", "skill.eval_episodes=9",
+                  "ppo.n_envs=16", "ppo.n_steps=64", "ppo.batch_size=256", "ppo.eval_every=0", "gait.refine_steps=0", "skill.eval_episodes=9",
                   f"experiment.workspace={tmp_path / 'ws'}", "tracking.progress=false")
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = (tmp_path / "ws" / "default").iterdir()

@@ -54,8 +54,8 @@ class GaitTask:
         ball_speed: top speed of a ball rolled at a body (m/s); drawn uniformly from a fifth of it up.
         refine_sigma: once every bar is met, training narrows the tracking kernel to this width and goes on
             for ``refine_steps`` steps instead of stopping: a wide kernel teaches walking, a narrow one
-            then teaches slow commands (trained from scratch, the narrow kernel walked slower). 0: no refining.
-        refine_steps: env steps trained with the narrow kernel.
+            then teaches slow commands (trained from scratch, the narrow kernel walked slower).
+        refine_steps: env steps trained with the narrow kernel; 0: no refining (``refine_sigma`` unused).
         refine_learning_rate: PPO's learning rate while refining (0: unchanged).
     """
 
@@ -82,9 +82,13 @@ class GaitTask:
             raise ValueError(f"gait.ball_speed={self.ball_speed!r}; allowed: a number in (0, 3] m/s")
         if not isinstance(self.refine_sigma, (int, float)) or self.refine_sigma < 0 or (
                 not isinstance(self.refine_steps, int) or isinstance(self.refine_steps, bool) or self.refine_steps < 0
-                or bool(self.refine_sigma) != bool(self.refine_steps)):
+                or (self.refine_steps and not self.refine_sigma)):
             raise ValueError(f"gait.refine_sigma={self.refine_sigma!r} with gait.refine_steps={self.refine_steps!r}; "
-                             "allowed: both 0 (no refining), or a width > 0 (m/s)^2 and an integer number of steps > 0")
+                             "allowed: gait.refine_steps=0 (no refining), or a width > 0 (m/s)^2 and an integer "
+                             "number of steps > 0")
+        if not isinstance(self.refine_learning_rate, (int, float)) or not 0 <= self.refine_learning_rate < 1:
+            raise ValueError(f"gait.refine_learning_rate={self.refine_learning_rate!r}; allowed: a number in [0, 1) "
+                             "(0: the run's own)")
 
     def refined(self) -> "GaitTask":
         """This task with the refining kernel (:attr:`refine_sigma`) in place of :attr:`sigma`."""

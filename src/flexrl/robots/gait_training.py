@@ -51,22 +51,29 @@ def make_gait_model(ppo, robot=None, tensorboard_dir: str | Path | None = None, 
 def refiner(model, task: GaitTask):
     """What narrows a gait model's tracking kernel to ``task.refine_sigma`` (and sets its learning rate to
     ``task.refine_learning_rate``, unless 0) once its bars are met: ``gait.refine_*`` of a training run."""
-    from stable_baselines3.common.utils import get_schedule_fn
+    from stable_baselines3.common.utils import ConstantSchedule
 
     def refine() -> None:
         model.get_env().venv.task = task.refined()
         if task.refine_learning_rate:
-            model.lr_schedule = get_schedule_fn(task.refine_learning_rate)
+            model.lr_schedule = ConstantSchedule(task.refine_learning_rate)
 
     return refine
+
+
+def training_state(model) -> dict[str, float]:
+    """What a gait model trains with now: its tracking kernel's width and its learning rate (they change
+    when :func:`refiner`'s function is called)."""
+    return {"sigma": float(model.get_env().venv.task.sigma), "learning_rate": float(model.lr_schedule(1.0))}
 
 
 PARENT_OBS_COUNT = 1e6
 """Weight of a parent gait's observation statistics in a fine-tune: they move slowly, so the actor's inputs
 do not shift under it while the new task's observations come in."""
 PARENT_LOG_STD = -1.3
-"""Exploration of a fine-tune whose parent gait did not record its own (the shipped gait ended its training
-at -1.07 to -1.44 per motor; a fresh run starts at -0.5, which shook the parent's walking apart)."""
+"""Exploration of a fine-tune whose parent gait did not record its own (the first gait ended its training
+at -1.07 to -1.44 per motor, the shipped one records -1.31; a fresh run starts at -0.5, which shook the
+parent's walking apart)."""
 
 
 def load_parent_gait(model, gait) -> None:

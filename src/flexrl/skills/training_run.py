@@ -69,6 +69,12 @@ class TrainingRunConfig:
             raise ValueError(f"checkpoint_every={self.checkpoint_every!r}; allowed: an integer >= 0 (0: only at the end)")
         if not isinstance(self.time_weight, (int, float)) or not 0 <= self.time_weight < float("inf"):
             raise ValueError(f"time_weight={self.time_weight!r}; allowed: a finite number >= 0")
+        never = (f"ppo.target_success={self.ppo.target_success!r}" if self.ppo.target_success > 1
+                 else "ppo.eval_every=0" if not self.ppo.eval_every else None)
+        if self.skill.family == LOCOMOTION and self.gait.refine_steps and never:
+            raise ValueError(f"gait.refine_steps={self.gait.refine_steps!r} with {never}: refining starts when an "
+                             "evaluation meets every bar, which would never happen; allowed: gait.refine_steps=0 "
+                             "with it, or ppo.eval_every > 0 and ppo.target_success <= 1")
 
 
 class _CheckpointCallback(BaseCallback):
@@ -245,7 +251,9 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
                 **({"task": asdict(cfg.gait), "parent": cfg.parent, "refined_from": evals.refine_from}
                    if family == LOCOMOTION else {})}
         if family == LOCOMOTION:
-            from flexrl.robots.gait_training import export_model
+            from flexrl.robots.gait_training import export_model, training_state
+
+            info["ended_with"] = training_state(model)
 
             metrics["gait"] = str(export_model(model, ckpt_dir / "gait", info))
         else:
