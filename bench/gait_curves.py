@@ -144,7 +144,7 @@ def main() -> None:
     ax_track.plot(told, [r[2] for r in rows], marker="s", label="sideways drift")
     ax_track.axhline(0.5, color="tab:red", lw=0.8, ls="--", label="walk bar at 1 m/s (0.5)")
     ax_track.set(xlabel="commanded speed (m/s)", ylabel="m/s", xlim=(0, 1.05), ylim=(0, 1.1),
-                 title=f"velocity tracking, 96 walking bodies (seed {args.seed})")
+                 title=f"velocity tracking (96 bodies, seed {args.seed})")
     ax_track.grid(alpha=0.3)
     ax_track.legend(loc="upper left", fontsize=7)
     last = curve[-1]
