@@ -152,7 +152,6 @@ def main() -> None:
     fig.suptitle(f"gait run {args.run.name}: {last['steps']:,} steps, {last['wall_seconds'] / 60:.1f} min of training "
                  f"at its last evaluation{measured}")
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=100), suffix=".png")
     print(f"plot: {args.out}")
 

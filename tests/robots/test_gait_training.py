@@ -37,11 +37,11 @@ def test_a_tiny_gait_run_refines_once_its_bars_are_met_keeps_refining_across_a_r
     at 1024 + 1024 steps, far short of its new 4096-step budget (a resume that forgot the point would refine
     again from the next evaluation, 2560, and stop at 3584). The run was finished, not interrupted: its status
     is set back by hand, the only way to resume a run in mid-refine within one short command."""
+    from flexrl.cli import main
+
     tiny = ["skill=locomotion", "robot=ant", "ppo.n_envs=16", "ppo.n_steps=32", "ppo.batch_size=256",
             "ppo.eval_every=1024", "skill.eval_episodes=9", "ppo.target_success=0.0", "gait.refine_sigma=0.05",
             "gait.refine_steps=1024", f"experiment.workspace={tmp_path}", "tracking.progress=false"]
-    from flexrl.cli import main
-
     assert main(["train", *tiny, "skill.total_steps=1536"]) == 0
     (run,) = (tmp_path / "default").iterdir()
     first = GaitPolicy.load(run / "checkpoints" / "gait").meta

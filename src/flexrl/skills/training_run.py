@@ -247,14 +247,12 @@ def train_in_run(cfg: TrainingRunConfig, run: RunDir, signing_key: str | Path, r
                    "success": final["success"], "success_min": success_min,
                    "objective": round(success_min - cfg.time_weight * wall / 60.0, 4)}
         info = {"family": family, "steps": int(model.num_timesteps), "wall_seconds": round(wall, 2), "run": run.meta["id"],
-                "success_at_last_eval": final["success"], "ppo": asdict(ppo),
-                **({"task": asdict(cfg.gait), "parent": cfg.parent, "refined_from": evals.refine_from}
-                   if family == LOCOMOTION else {})}
+                "success_at_last_eval": final["success"], "ppo": asdict(ppo)}
         if family == LOCOMOTION:
             from flexrl.robots.gait_training import export_model, training_state
 
-            info["ended_with"] = training_state(model)
-
+            info.update(task=asdict(cfg.gait), parent=cfg.parent, refined_from=evals.refine_from,
+                        ended_with=training_state(model))
             metrics["gait"] = str(export_model(model, ckpt_dir / "gait", info))
         else:
             export_policy(model.policy, ckpt_dir, family, info)
